@@ -1,0 +1,147 @@
+"""The audit log: append-only, hash-chained, written in the same transaction as the change.
+
+hash = sha256(prev_hash + canonical JSON of the event). Appends lock the single `audit_head`
+row, so concurrent writers (threads or daemons) extend one chain instead of forking it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from publisher.models import AuditEvent, AuditHead, utcnow
+from publisher.redact import redact
+
+EVENTS = AuditEvent.__table__
+HEAD = AuditHead.__table__
+
+# The fields the hash covers, in this order of meaning (serialised with sorted keys).
+FIELDS = (
+    "seq", "at", "post_id", "delivery_id", "account", "platform", "event", "attempt",
+    "http_status", "platform_id", "error", "actor", "detail",
+)  # fmt: skip
+
+DAEMON = "daemon"
+
+
+def operator() -> str:
+    """The OS user running a command, recorded as the actor of what a person did."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown-user"
+
+
+def canonical(row: dict[str, Any]) -> str:
+    data = {}
+    for name in FIELDS:
+        value = row.get(name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        data[name] = value
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
+
+
+def append(
+    conn: Connection,
+    event: str,
+    *,
+    actor: str = DAEMON,
+    post_id: str | None = None,
+    delivery_id: int | None = None,
+    account: str | None = None,
+    platform: str | None = None,
+    attempt: int | None = None,
+    http_status: int | None = None,
+    platform_id: str | None = None,
+    error: str | None = None,
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> int:
+    """Append one event inside the caller's write transaction; returns its sequence number."""
+    head_query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
+    if conn.dialect.name == "postgresql":
+        head_query = head_query.with_for_update()
+    seq, prev = conn.execute(head_query).one()
+    # Hash the time exactly as the database gives it back: UTC, microseconds.
+    at = (at or utcnow()).astimezone(timezone.utc)
+    row: dict[str, Any] = {
+        "seq": seq + 1,
+        "at": at,
+        "post_id": post_id,
+        "delivery_id": delivery_id,
+        "account": account,
+        "platform": platform,
+        "event": event,
+        "attempt": attempt,
+        "http_status": http_status,
+        "platform_id": platform_id,
+        "error": redact(error),
+        "actor": actor,
+        "detail": redact(json.dumps(detail, sort_keys=True, ensure_ascii=False)) if detail else None,
+    }
+    row["hash"] = chain_hash(prev, row)
+    row["prev_hash"] = prev
+    conn.execute(EVENTS.insert().values(**row))
+    conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
+    return int(row["seq"])
+
+
+@dataclass(frozen=True)
+class Broken:
+    seq: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"audit event {self.seq}: {self.reason}"
+
+
+def verify(conn: Connection) -> tuple[int, Broken | None]:
+    """Recompute the chain; returns (events checked, first broken link or None)."""
+    prev, expected_seq, count = "", 1, 0
+    for row in _rows(conn):
+        count += 1
+        if row["seq"] != expected_seq:
+            return count, Broken(expected_seq, f"missing (the next event found is {row['seq']})")
+        if row["prev_hash"] != prev:
+            return count, Broken(row["seq"], "its prev_hash does not match the event before it")
+        if chain_hash(prev, row) != row["hash"]:
+            return count, Broken(row["seq"], "its content does not match its hash (edited)")
+        prev, expected_seq = row["hash"], expected_seq + 1
+    head_seq, head_hash = conn.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    if head_seq != expected_seq - 1 or head_hash != prev:
+        return count, Broken(expected_seq - 1 if count else 0,
+                             f"the chain ends at {expected_seq - 1} but its recorded tip is {head_seq} "
+                             "(events removed from the end)")
+    return count, None
+
+
+def _rows(conn: Connection) -> Iterator[dict[str, Any]]:
+    result = conn.execute(select(EVENTS).order_by(EVENTS.c.seq)).mappings()
+    for row in result:
+        yield dict(row)
+
+
+def events(
+    conn: Connection, *, post_id: str | None = None, since: datetime | None = None,
+    delivery_id: int | None = None,
+) -> Iterable[dict[str, Any]]:
+    query = select(EVENTS).order_by(EVENTS.c.seq)
+    if post_id is not None:
+        query = query.where(EVENTS.c.post_id == post_id)
+    if delivery_id is not None:
+        query = query.where(EVENTS.c.delivery_id == delivery_id)
+    if since is not None:
+        query = query.where(EVENTS.c.at >= since)
+    return [dict(r) for r in conn.execute(query).mappings()]

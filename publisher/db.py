@@ -1,0 +1,113 @@
+"""The database: engine set-up per backend, read and write transactions, and migrations.
+
+SQLite runs in WAL mode with `synchronous=FULL`, and every write transaction starts with
+`BEGIN IMMEDIATE`, so two writers never deadlock on a lock upgrade and a commit is durable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+# PostgreSQL advisory lock keys (arbitrary, fixed): migrations, and the one syncing daemon.
+MIGRATION_LOCK = 0x5_1A_12_01
+SYNC_LOCK = 0x5_1A_12_02
+
+BUSY_TIMEOUT_MS = 15_000
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.is_postgres = parsed.get_backend_name() == "postgresql"
+        if self.is_sqlite:
+            self.path = Path(parsed.database) if parsed.database else None
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url, pool_size)
+        else:
+            self.path = None
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (`BEGIN IMMEDIATE` on SQLite), committed on normal exit."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(siar_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe when several daemons start at once."""
+        from publisher.migrate import upgrade
+
+        if self.is_sqlite and self.path is not None:
+            with _file_lock(self.path.with_name(self.path.name + ".migrate-lock")):
+                upgrade(self.engine)
+        else:
+            upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_engine(url: str, pool_size: int) -> Engine:
+    memory = make_url(url).database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
+    if memory:
+        kwargs["poolclass"] = NullPool
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so BEGIN is ours to choose.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("siar_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def try_advisory_lock(conn: Connection, key: int) -> bool:
+    """PostgreSQL: take a transaction-scoped advisory lock without waiting."""
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
