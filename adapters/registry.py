@@ -1,9 +1,13 @@
-"""Finds adapter classes through the `siar.adapters` entry-point group (built-ins included)."""
+"""Finds adapter classes through the `siar.adapters` entry-point group (built-ins included).
+
+Names are listed without importing anything; a class is imported only when an account uses it,
+so one broken third-party adapter cannot take the others down.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from adapters.base import BaseAdapter
 
@@ -18,17 +22,20 @@ class UnknownPlatform(LookupError):
 
 
 @cache
-def available() -> dict[str, type[BaseAdapter]]:
-    """Every registered adapter class by platform name."""
-    found: dict[str, type[BaseAdapter]] = {}
-    for entry in entry_points(group=GROUP):
-        found[entry.name] = entry.load()
-    return found
+def _entries() -> dict[str, EntryPoint]:
+    return {entry.name: entry for entry in entry_points(group=GROUP)}
 
 
+def known() -> list[str]:
+    return sorted(_entries())
+
+
+@cache
 def adapter_class(platform: str) -> type[BaseAdapter]:
-    classes = available()
-    try:
-        return classes[platform]
-    except KeyError:
-        raise UnknownPlatform(platform, sorted(classes)) from None
+    entry = _entries().get(platform)
+    if entry is None:
+        raise UnknownPlatform(platform, known())
+    cls = entry.load()
+    if getattr(cls, "platform", None) != platform:
+        raise TypeError(f"adapter {entry.value} declares platform {cls.platform!r}, registered as {platform!r}")
+    return cls
