@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -49,8 +49,6 @@ class Post(SQLModel, table=True):
     content_hash: str
     fingerprint: str = Field(index=True)  # text + media + targets, for the duplicate guard
     spec: str = Field(sa_column=Column(Text, nullable=False))
-    file_mtime_ns: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    file_size: int = 0
     removed: bool = False
     created_at: datetime = utc_column(nullable=False)
     updated_at: datetime = utc_column(nullable=False)

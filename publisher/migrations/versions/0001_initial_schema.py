@@ -70,8 +70,6 @@ def upgrade() -> None:
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('fingerprint', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('spec', sa.Text(), nullable=False),
-    sa.Column('file_mtime_ns', sa.BigInteger(), nullable=False),
-    sa.Column('file_size', sa.Integer(), nullable=False),
     sa.Column('removed', sa.Boolean(), nullable=False),
     sa.Column('created_at', publisher.models.UTCDateTime(), nullable=False),
     sa.Column('updated_at', publisher.models.UTCDateTime(), nullable=False),

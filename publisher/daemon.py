@@ -1,0 +1,261 @@
+"""The daemon: APScheduler 3 drives sync, dispatch, lease reaping and renewal; SIGTERM stops it.
+
+Dispatch is not polled once a minute: after every pass the dispatch job is rescheduled for the
+moment the next delivery becomes ready, and a finished send wakes it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import socket
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import insert, update
+from sqlalchemy.engine import make_url
+
+from adapters.outbox import OutboxAdapter
+from publisher import logs
+from publisher.db import Database
+from publisher.dispatch import CountingSession, Dispatcher, Outcome
+from publisher.models import Daemon as DaemonRow
+from publisher.models import utcnow
+from publisher.settings import AccountSettings, Settings
+from publisher.states import State
+from publisher.sync import Report, Syncer
+
+log = logs.get("siar.daemon")
+
+DISPATCH_FALLBACK = timedelta(seconds=2)  # a safety net; normal wake-ups are exact
+REAP_EVERY = timedelta(seconds=5)
+SEEN_EVERY = timedelta(seconds=5)
+DAEMONS = DaemonRow.__table__
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def dry_run_settings(settings: Settings) -> Settings:
+    """`--dry-run`: a throwaway database and outbox under state/dry-run; the real state is untouched."""
+    folder = settings.state_dir / "dry-run"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return dataclasses.replace(settings, database=f"sqlite:///{folder / 'siar.db'}")
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self.settings = dry_run_settings(settings) if dry_run else settings
+        self.db = Database(self.settings.database, pool_size=self.settings.concurrency + 4)
+        self.syncer = Syncer(self.db, self.settings)
+        self.dispatcher = Dispatcher(
+            self.db, self.settings, on_settled=self.syncer.on_settled,
+            adapter_override=self._dry_run_adapter if dry_run else None,
+        )
+        self.dispatcher.on_free = self.kick
+        self.scheduler = BackgroundScheduler(
+            timezone=timezone.utc,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.stop_requested = threading.Event()
+        self.ready_hooks: list[Callable[[], None]] = []  # systemd READY=1 and the like
+        self.tick_hooks: list[Callable[[], None]] = []  # watchdog pings
+        self.last_sync: Report | None = None
+        self._kick_lock = threading.Lock()
+        self._dispatching = False
+        self._again = False
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def sync(self) -> Report:
+        try:
+            report = self.syncer.run()
+        except Exception as exc:
+            log.error("sync.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            raise
+        self.last_sync = report
+        with self.db.write() as conn:
+            conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
+                         .values(last_sync_at=utcnow(), seen_at=utcnow()))
+        if report.changed:
+            self.kick()
+        return report
+
+    def _sync_job(self) -> None:
+        try:
+            self.sync()
+        except Exception:
+            pass  # logged in sync(); the next interval tries again
+
+    def kick(self) -> None:
+        """Dispatch again as soon as possible (a send finished, a sync changed something)."""
+        with self._kick_lock:
+            if self._dispatching:
+                self._again = True
+                return
+        self._schedule_dispatch(utcnow())
+
+    def _schedule_dispatch(self, when: datetime) -> None:
+        if self.stop_requested.is_set():
+            return
+        try:
+            self.scheduler.modify_job("dispatch", next_run_time=when)
+        except Exception:  # the scheduler is shutting down
+            pass
+
+    def _dispatch_job(self) -> None:
+        with self._kick_lock:
+            self._dispatching = True
+            self._again = False
+        try:
+            self.dispatcher.dispatch()
+        except Exception as exc:
+            log.error("dispatch.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        finally:
+            with self._kick_lock:
+                self._dispatching = False
+                again = self._again
+        now = utcnow()
+        when = now + DISPATCH_FALLBACK
+        if again:
+            when = now
+        else:
+            try:
+                wake = self.dispatcher.next_wake()
+            except Exception as exc:
+                log.error("dispatch.failed", error=f"{type(exc).__name__}: {exc}")
+                wake = None
+            if wake is not None and wake < when:
+                when = wake
+        self._schedule_dispatch(when)
+
+    def _reap_job(self) -> None:
+        try:
+            if self.dispatcher.reap():
+                self.kick()
+        except Exception as exc:
+            log.error("reap.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+
+    def _renew_job(self) -> None:
+        try:
+            self.dispatcher.renew_leases()
+        except Exception as exc:
+            log.error("lease.renew_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _seen_job(self) -> None:
+        try:
+            with self.db.write() as conn:
+                conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner).values(seen_at=utcnow()))
+        except Exception as exc:
+            log.error("daemon.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        for hook in self.tick_hooks:
+            hook()
+
+    def _dry_run_adapter(self, account: AccountSettings) -> OutboxAdapter:
+        folder = self.settings.state_dir / "dry-run" / "outbox" / account.name
+        return OutboxAdapter({"name": account.name, "folder": str(folder)}, CountingSession())
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        now = utcnow()
+        with self.db.write() as conn:
+            conn.execute(insert(DAEMONS).values(owner=self.dispatcher.owner, host=socket.gethostname(),
+                                                pid=os.getpid(), started_at=now, seen_at=now))
+
+    def _unregister(self) -> None:
+        try:
+            with self.db.write() as conn:
+                conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
+                             .values(stopped_at=utcnow(), seen_at=utcnow()))
+        except Exception as exc:
+            log.error("daemon.unregister_failed", error=str(exc))
+
+    def prepare(self) -> None:
+        self.db.migrate()
+        self._register()
+        log.info("daemon.started", owner=self.dispatcher.owner, database=safe_url(self.settings.database),
+                 accounts=len(self.settings.accounts), timezone=str(self.settings.timezone),
+                 dry_run=self.dry_run, concurrency=self.settings.concurrency)
+
+    def run_forever(self) -> int:
+        self.prepare()
+        self._install_signals()
+        try:
+            self.sync()
+        except Exception:
+            pass  # logged; the sync job tries again
+        self.dispatcher.reap()
+        now = utcnow()
+        self.scheduler.add_job(self._sync_job, "interval", id="sync",
+                               seconds=self.settings.sync_every.total_seconds(),
+                               next_run_time=now + self.settings.sync_every)
+        self.scheduler.add_job(self._dispatch_job, "interval", id="dispatch",
+                               seconds=DISPATCH_FALLBACK.total_seconds(), next_run_time=now)
+        self.scheduler.add_job(self._reap_job, "interval", id="reap", seconds=REAP_EVERY.total_seconds())
+        self.scheduler.add_job(self._renew_job, "interval", id="renew",
+                               seconds=max(1.0, self.settings.lease.total_seconds() / 4))
+        self.scheduler.add_job(self._seen_job, "interval", id="seen", seconds=SEEN_EVERY.total_seconds())
+        self.scheduler.start()
+        for hook in self.ready_hooks:
+            hook()
+        log.info("daemon.ready")
+        while not self.stop_requested.wait(0.5):
+            pass
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("daemon.stopping", in_flight=self.dispatcher.busy)
+        self.stop_requested.set()
+        try:
+            self.scheduler.pause()
+        except Exception:
+            pass
+        finished = self.dispatcher.stop(self.settings.shutdown_grace.total_seconds())
+        if not finished:
+            log.warning("daemon.stopped_with_sends_in_flight", in_flight=self.dispatcher.busy,
+                        note="they are reconciled when a daemon next starts")
+        try:
+            self.scheduler.shutdown(wait=True)
+        except Exception:
+            pass
+        self._unregister()
+        self.db.dispose()
+        log.info("daemon.stopped")
+        return 0
+
+    def request_stop(self, *_args: Any) -> None:
+        self.stop_requested.set()
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run_once(self) -> tuple[Report, list[Outcome]]:
+        """Sync, send what is due now (waiting for each send), and return; retries due later wait."""
+        self.prepare()
+        try:
+            report = self.sync()
+            self.dispatcher.reap()
+            while True:
+                started = self.dispatcher.dispatch()
+                if started == 0 and self.dispatcher.busy == 0:
+                    break
+                self.dispatcher.drain()
+            return report, list(self.dispatcher.outcomes)
+        finally:
+            self.dispatcher.stop(self.settings.shutdown_grace.total_seconds())
+            self._unregister()
+            self.db.dispose()
+
+
+NEEDS_ATTENTION = (State.FAILED, State.UNKNOWN, State.PAUSED, State.HELD)

@@ -1,0 +1,438 @@
+"""Dispatch: claim what is due, send it through its adapter, record what happened.
+
+`sending` is committed before the request leaves; every later write is fenced by the lease;
+no transaction is open during an HTTP call. An answer that may or may not mean "posted" is
+reconciled through the adapter's `lookup`, else the delivery becomes `unknown` for a person.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import func, select
+from sqlalchemy.engine import RowMapping
+
+from adapters.base import (
+    AuthExpired,
+    BaseAdapter,
+    LeaseLost,
+    MaybeSent,
+    Message,
+    RateLimited,
+    Receipt,
+    Rejected,
+    Transient,
+    has_lookup,
+)
+from adapters.http import new_session
+from adapters.registry import adapter_class
+from publisher import audit, logs, retry, store
+from publisher.db import Database
+from publisher.models import utcnow
+from publisher.posts import Content
+from publisher.redact import redact
+from publisher.settings import AccountSettings, Settings
+from publisher.states import READY, HoldReason, State
+
+log = logs.get("siar.dispatch")
+
+A, D = store.A, store.D
+
+
+def new_owner() -> str:
+    """A lease owner name that is unique per process start: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class CountingSession(requests.Session):
+    """Counts requests handed to the transport, to tell "never sent" from "may have been sent"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers.update(new_session().headers)
+        self.sent = 0
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.sent += 1
+        return super().send(request, **kwargs)
+
+
+class DbJob:
+    """The `Job` an adapter sees: idempotency key, attempt, and a checkpoint committed on save."""
+
+    def __init__(self, dispatcher: Dispatcher, lease: store.Lease, row: Mapping[str, Any], attempt: int) -> None:
+        self._dispatcher = dispatcher
+        self._lease = lease
+        self.key: str = row["key"]
+        self.attempt = attempt
+        self._saved: dict[str, Any] = json.loads(row["checkpoint"]) if row["checkpoint"] else {}
+
+    @property
+    def saved(self) -> Mapping[str, Any]:
+        return dict(self._saved)
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        data = dict(state)
+        now = utcnow()
+        with self._dispatcher.db.write() as conn:
+            ok = conn.execute(
+                store.D.update().where(self._lease.where()).values(
+                    checkpoint=json.dumps(data, sort_keys=True),
+                    lease_expires=now + self._dispatcher.settings.lease,
+                    updated_at=now,
+                )
+            ).rowcount == 1
+        if not ok:
+            raise LeaseLost(f"delivery {self._lease.delivery_id}: lease lost, checkpoint not saved")
+        self._saved = data
+
+    def heartbeat(self) -> None:
+        now = utcnow()
+        with self._dispatcher.db.write() as conn:
+            ok = store.renew(conn, self._lease, until=now + self._dispatcher.settings.lease, now=now)
+        if not ok:
+            raise LeaseLost(f"delivery {self._lease.delivery_id}: lease lost")
+
+
+@dataclass
+class Outcome:
+    """What the run of one delivery ended in, for `run --once` and tests."""
+
+    delivery_id: int
+    state: State | None  # None: the lease was lost and nothing was recorded
+    error: str | None = None
+
+
+@dataclass
+class _InFlight:
+    lease: store.Lease
+    account: str
+    future: Future[Outcome] | None = None
+    lost: bool = field(default=False)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        owner: str | None = None,
+        on_settled: Callable[[Any, RowMapping, datetime], None] | None = None,
+        adapter_override: Callable[[AccountSettings], BaseAdapter] | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.owner = owner or new_owner()
+        self.on_settled = on_settled  # e.g. make a repeat's next occurrence
+        self.adapter_override = adapter_override  # `--dry-run`: every account becomes an outbox
+        self.on_free: Callable[[], None] | None = None  # the daemon's "dispatch again now"
+        self.executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="siar-send")
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._inflight: dict[int, _InFlight] = {}
+        self._adapters: dict[str, BaseAdapter] = {}
+        self.outcomes: list[Outcome] = []
+
+    # --- adapters ---------------------------------------------------------------------------
+
+    def adapter_for(self, name: str) -> BaseAdapter:
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            account = self.settings.accounts.get(name)
+            if account is None:
+                raise KeyError(name)
+            if self.adapter_override is not None:
+                adapter = self.adapter_override(account)
+            else:
+                cls = adapter_class(account.platform)
+                config = account.adapter_config(self.settings.state_dir, self.settings.http_timeout.total_seconds())
+                adapter = cls(config, CountingSession())
+            self._adapters[name] = adapter
+        return adapter
+
+    def message_for(self, row: Mapping[str, Any]) -> Message:
+        content = Content.from_dict(json.loads(row["message"]))
+        return content.to_message(row["post_id"], self.settings.media_dir, self.settings.media_url)
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def dispatch(self, now: datetime | None = None) -> int:
+        """Claim what is ready and hand it to the workers; returns how many were started."""
+        if self.stopping.is_set():
+            return 0
+        with self._lock:
+            free = self.settings.concurrency - len(self._inflight)
+            mine = [f.account for f in self._inflight.values()]
+        if free <= 0:
+            return 0
+        now = now or utcnow()
+        with self.db.write() as conn:
+            rows = store.claim_batch(
+                conn, owner=self.owner, now=now, lease=self.settings.lease, limit=free, exclude_accounts=mine
+            )
+        for row in rows:
+            lease = store.Lease(int(row["id"]), self.owner, int(row["claim_token"]))
+            flight = _InFlight(lease=lease, account=row["account"])
+            with self._lock:
+                self._inflight[lease.delivery_id] = flight
+            flight.future = self.executor.submit(self._run, row, lease)
+        return len(rows)
+
+    def next_wake(self) -> datetime | None:
+        """The earliest time something waiting could become claimable."""
+        now = utcnow()
+        with self.db.read() as conn:
+            ready = store.next_ready_time(conn, now)
+            pacing = conn.execute(
+                select(func.min(A.c.not_before)).where(A.c.not_before.is_not(None), A.c.not_before > now)
+            ).scalar()
+        times = [t for t in (ready, pacing) if t is not None]
+        return min(times) if times else None
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for every send in flight; True when none is left."""
+        with self._lock:
+            futures = [f.future for f in self._inflight.values() if f.future is not None]
+        if futures:
+            wait(futures, timeout=timeout)
+        return self.busy == 0
+
+    def stop(self, grace: float) -> bool:
+        """Stop claiming; let sends in flight finish for up to `grace` seconds."""
+        self.stopping.set()
+        finished = self.drain(timeout=grace)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        return finished
+
+    # --- one delivery -------------------------------------------------------------------------
+
+    def _run(self, row: RowMapping, lease: store.Lease) -> Outcome:
+        bound = log.bind(delivery=row["id"], post=row["post_id"], account=row["account"], platform=row["platform"])
+        try:
+            outcome = self._send(row, lease, bound)
+        except Exception as exc:  # a bug or a database fault: say so, never take the worker down
+            bound.error("delivery.crashed", error=redact(f"{type(exc).__name__}: {exc}"), exc_info=exc)
+            outcome = Outcome(int(row["id"]), None, redact(str(exc)))
+        finally:
+            with self._lock:
+                self._inflight.pop(lease.delivery_id, None)
+        self.outcomes.append(outcome)
+        if self.on_free is not None and not self.stopping.is_set():
+            self.on_free()
+        return outcome
+
+    def _send(self, row: RowMapping, lease: store.Lease, bound: Any) -> Outcome:
+        now = utcnow()
+        delivery_id = int(row["id"])
+        if now > row["deadline"]:
+            return self._record(row, lease, bound, State.HELD, "held", hold_reason=HoldReason.EXPIRED,
+                                detail={"reason": HoldReason.EXPIRED.value,
+                                        "late_by_s": round((now - row["due_at"]).total_seconds(), 1)})
+        try:
+            adapter = self.adapter_for(row["account"])
+            message = self.message_for(row)
+        except KeyError:
+            return self._pause(row, lease, bound, f"account {row['account']!r} is not configured in siar.toml")
+        except Exception as exc:  # unusable account settings: nothing can go out on it
+            return self._pause(row, lease, bound, f"account settings: {exc}")
+        missing = [m.file for m in message.media if not m.path.is_file()]
+        if missing:
+            return self._record(row, lease, bound, State.FAILED, "failed",
+                                error=f"media file missing at send time: {', '.join(missing)}")
+
+        attempt = int(row["attempts"]) + 1
+        with self.db.write() as conn:
+            ok = store.fenced(conn, lease, "attempt", now=now, state=State.SENDING, attempt=attempt, row=row,
+                              attempts=attempt, lease_expires=now + self.settings.lease)
+        if not ok:
+            bound.warning("delivery.lease_lost", step="sending")
+            return Outcome(delivery_id, None)
+        bound.info("delivery.sending", attempt=attempt)
+        job = DbJob(self, lease, row, attempt)
+        sent_before = getattr(adapter.http, "sent", 0)
+        try:
+            receipt = adapter.publish(message, job)
+        except LeaseLost:
+            bound.warning("delivery.lease_lost", step="publish")
+            return Outcome(delivery_id, None)
+        except RateLimited as exc:
+            if exc.retry_after:
+                with self.db.write() as conn:
+                    store.set_account(conn, row["account"], not_before=utcnow() + timedelta(seconds=exc.retry_after))
+            return self._retry(row, lease, bound, attempt, exc)
+        except Transient as exc:
+            return self._retry(row, lease, bound, attempt, exc)
+        except AuthExpired as exc:
+            return self._pause(row, lease, bound, str(exc), attempt=attempt, http_status=exc.http_status)
+        except Rejected as exc:
+            return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                                http_status=exc.http_status, error=str(exc))
+        except MaybeSent as exc:
+            return self._reconcile(row, lease, bound, adapter, message, job, str(exc), attempt)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if getattr(adapter.http, "sent", 0) > sent_before:
+                bound.error("delivery.adapter_error", error=redact(error), exc_info=exc)
+                return self._reconcile(row, lease, bound, adapter, message, job, error, attempt)
+            bound.error("delivery.adapter_error", error=redact(error), exc_info=exc, sent=False)
+            return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                                error=f"adapter failed before sending: {error}")
+        return self._published(row, lease, bound, receipt, attempt)
+
+    # --- recording ----------------------------------------------------------------------------
+
+    def _record(
+        self, row: Mapping[str, Any], lease: store.Lease, bound: Any, state: State, event: str, *,
+        attempt: int | None = None, http_status: int | None = None, error: str | None = None,
+        hold_reason: HoldReason | None = None, detail: dict[str, Any] | None = None, **values: Any,
+    ) -> Outcome:
+        now = utcnow()
+        error = redact(error)
+        with self.db.write() as conn:
+            ok = store.fenced(
+                conn, lease, event, now=now, state=state, attempt=attempt, http_status=http_status,
+                error=error, detail=detail, row=row, hold_reason=hold_reason.value if hold_reason else None,
+                last_error=error, **values,
+            )
+            if ok and state not in READY and self.on_settled is not None:
+                self.on_settled(conn, row, now)
+        if not ok:
+            bound.warning("delivery.lease_lost", step=event)
+            return Outcome(int(row["id"]), None)
+        level = "info" if state in (State.PUBLISHED, State.RETRYING) else "warning"
+        getattr(bound, level)(f"delivery.{event}", state=state.value, attempt=attempt, http_status=http_status,
+                              error=error, **(detail or {}))
+        return Outcome(int(row["id"]), state, error)
+
+    def _published(self, row: RowMapping, lease: store.Lease, bound: Any, receipt: Receipt, attempt: int,
+                   event: str = "published") -> Outcome:
+        now = utcnow()
+        outcome = self._record(row, lease, bound, State.PUBLISHED, event, attempt=attempt,
+                               detail={"url": receipt.url} if receipt.url else None,
+                               platform_id=receipt.platform_id, url=receipt.url, published_at=now)
+        if outcome.state is State.PUBLISHED:
+            self._pace(row["account"], now)
+        return outcome
+
+    def _pace(self, name: str, now: datetime) -> None:
+        """min_interval and max_per_day: push the account's next claim out as far as they say."""
+        account = self.settings.accounts.get(name)
+        waits: list[datetime] = []
+        with self.db.write() as conn:
+            if account is not None and account.min_interval:
+                waits.append(now + account.min_interval)
+            if account is not None and account.max_per_day:
+                recent = store.published_since(conn, name, now - timedelta(days=1))
+                if len(recent) >= account.max_per_day:
+                    waits.append(recent[-account.max_per_day] + timedelta(days=1))
+            store.set_account(conn, name, last_published_at=now, **({"not_before": max(waits)} if waits else {}))
+
+    def _retry(self, row: RowMapping, lease: store.Lease, bound: Any, attempt: int, exc: Transient) -> Outcome:
+        now = utcnow()
+        decision = retry.after_transient(
+            self.settings.retry, attempts=attempt, now=now, deadline=row["deadline"], platform_wait=exc.retry_after
+        )
+        detail = {"why": decision.why}
+        if exc.retry_after is not None:
+            detail["platform_wait_s"] = round(exc.retry_after, 3)
+        if decision.state is State.RETRYING:
+            detail["ready_at"] = decision.ready_at.isoformat() if decision.ready_at else None
+            return self._record(row, lease, bound, State.RETRYING, "retry", attempt=attempt,
+                                http_status=exc.http_status, error=str(exc), detail=detail,
+                                ready_at=decision.ready_at)
+        if decision.state is State.HELD:
+            detail["reason"] = HoldReason.EXPIRED.value
+            return self._record(row, lease, bound, State.HELD, "held", attempt=attempt, http_status=exc.http_status,
+                                error=str(exc), hold_reason=HoldReason.EXPIRED, detail=detail)
+        return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                            http_status=exc.http_status, error=f"{exc} ({decision.why})", detail=detail)
+
+    def _pause(self, row: RowMapping, lease: store.Lease, bound: Any, error: str, *, attempt: int | None = None,
+               http_status: int | None = None) -> Outcome:
+        outcome = self._record(row, lease, bound, State.PAUSED, "paused", attempt=attempt,
+                               http_status=http_status, error=error)
+        if outcome.state is State.PAUSED:
+            with self.db.write() as conn:
+                store.set_account(conn, row["account"], paused=True, paused_reason=redact(error))
+            bound.error("account.paused", reason=redact(error))
+        return outcome
+
+    def _reconcile(self, row: RowMapping, lease: store.Lease, bound: Any, adapter: BaseAdapter | None,
+                   message: Message | None, job: DbJob, why: str, attempt: int | None) -> Outcome:
+        """The request may have reached the platform: ask it, or hand the case to a person."""
+        if adapter is not None and message is not None and has_lookup(adapter):
+            try:
+                receipt = adapter.lookup(message, job)
+            except LeaseLost:
+                return Outcome(int(row["id"]), None)
+            except Exception as exc:
+                return self._record(row, lease, bound, State.UNKNOWN, "unknown", attempt=attempt,
+                                    error=f"{why}; looking it up failed too: {type(exc).__name__}: {exc}")
+            if receipt is not None:
+                return self._published(row, lease, bound, receipt, attempt or int(row["attempts"]),
+                                       event="published")
+            if (attempt or int(row["attempts"])) >= self.settings.retry.attempts:
+                return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                                    error=f"{why}; not found on the platform and no attempts left")
+            return self._record(row, lease, bound, State.PENDING, "reconciled", attempt=attempt, error=why,
+                                detail={"found": False}, ready_at=utcnow())
+        return self._record(row, lease, bound, State.UNKNOWN, "unknown", attempt=attempt, error=why)
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def renew_leases(self) -> None:
+        """Keep this process's leases alive while their sends run (long uploads, slow platforms)."""
+        now = utcnow()
+        with self._lock:
+            flights = list(self._inflight.values())
+        if not flights:
+            return
+        with self.db.write() as conn:
+            for flight in flights:
+                if not store.renew(conn, flight.lease, until=now + self.settings.lease, now=now):
+                    flight.lost = True
+
+    def reap(self, now: datetime | None = None) -> int:
+        """Give every expired lease a way out: claimed → pending; sending → reconciliation."""
+        now = now or utcnow()
+        handled = 0
+        with self.db.write() as conn:
+            for row in store.expired_leases(conn, now, State.CLAIMED):
+                taken = store.take_over(conn, row, owner=self.owner, now=now, lease=self.settings.lease)
+                if taken and store.fenced(conn, taken, "released", now=now, state=State.PENDING, row=row,
+                                          detail={"reason": "lease expired before sending"}):
+                    handled += 1
+        with self.db.write() as conn:
+            stale = [(row, store.take_over(conn, row, owner=self.owner, now=now, lease=self.settings.lease))
+                     for row in store.expired_leases(conn, now, State.SENDING)]
+        for row, taken in stale:
+            if taken is None:
+                continue
+            handled += 1
+            bound = log.bind(delivery=row["id"], post=row["post_id"], account=row["account"])
+            bound.warning("delivery.reconciling", reason="lease expired while sending")
+            try:
+                adapter: BaseAdapter | None = self.adapter_for(row["account"])
+                message: Message | None = self.message_for(row)
+            except Exception:
+                adapter, message = None, None
+            job = DbJob(self, taken, {**row, "claim_token": taken.token}, int(row["attempts"]))
+            self._reconcile(row, taken, bound, adapter, message, job,
+                            "the daemon stopped while sending (crash or kill)", int(row["attempts"]))
+        return handled

@@ -1,0 +1,408 @@
+"""Sync: the post files are the desired state; the database converges to them (DESIGN.md §2).
+
+Unchanged files (same size and mtime as last pass, same settings) are not parsed again, so a
+pass over thousands of files that changed nothing costs one `stat` each.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from publisher import audit, logs, store
+from publisher.db import Database
+from publisher.models import utcnow
+from publisher.occurrences import ONCE, next_occurrence, occurrence_time
+from publisher.posts import PostSpec, load_post
+from publisher.problems import FileProblem
+from publisher.settings import Settings
+from publisher.states import EDITABLE, IN_FLIGHT, READY, HoldReason, State
+
+log = logs.get("siar.sync")
+
+D, P = store.D, store.P
+DUPLICATE_WINDOW = timedelta(days=30)
+# A repeat's next occurrence is made once the current one has left these states.
+OPEN_OCCURRENCE = (State.PENDING, State.CLAIMED, State.SENDING, State.RETRYING, State.PAUSED)
+# Removing a file or an account from `to` cancels what has not been attempted to completion.
+CANCELLABLE = (State.PENDING, State.RETRYING, State.HELD, State.PAUSED)
+CHUNK = 500  # posts per write transaction, so dispatch is never locked out for long
+
+
+@dataclass
+class Report:
+    files: int = 0
+    parsed: int = 0
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    cancelled: int = 0
+    problems: list[FileProblem] = field(default_factory=list)
+    error: str | None = None  # the whole pass was refused (folder missing or suddenly empty)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.removed or self.cancelled)
+
+
+@dataclass
+class _Cached:
+    stat: tuple[int, int]
+    spec: PostSpec | None
+    problems: list[FileProblem]
+
+
+class Syncer:
+    """Keeps what the last pass saw, so the next pass parses only what changed."""
+
+    def __init__(self, db: Database, settings: Settings, *, actor: str = audit.DAEMON) -> None:
+        self.db = db
+        self.settings = settings
+        self.actor = actor
+        self._cache: dict[str, _Cached] = {}
+
+    # --- reading the folder -----------------------------------------------------------------
+
+    def _files(self) -> Iterator[Path]:
+        root = self.settings.posts_dir
+        for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.endswith(".toml") and not name.startswith("."):
+                    yield Path(dirpath) / name
+
+    def _read(self, report: Report) -> tuple[dict[str, PostSpec], set[str]] | None:
+        root = self.settings.posts_dir
+        if not root.is_dir():
+            report.error = f"posts folder {root} is missing or not a folder: nothing was cancelled"
+            return None
+        try:
+            files = list(self._files())
+        except OSError as exc:
+            report.error = f"posts folder {root} could not be read ({exc.strerror}): nothing was cancelled"
+            return None
+        report.files = len(files)
+        specs: dict[str, PostSpec] = {}
+        bad: set[str] = set()
+        seen: dict[str, str] = {}
+        fresh: dict[str, _Cached] = {}
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # vanished between listing and reading: the next pass sees the truth
+            key = (st.st_mtime_ns, st.st_size)
+            cached = self._cache.get(rel)
+            if cached is None or cached.stat != key:
+                spec, problems = load_post(path, self.settings)
+                cached = _Cached(key, spec, problems)
+                report.parsed += 1
+                for problem in problems:
+                    if problem.severity == "error":
+                        log.error("sync.file_invalid", file=rel, line=problem.line, field=problem.field,
+                                  problem=str(problem))
+                    else:
+                        log.warning("sync.file_warning", file=rel, line=problem.line, field=problem.field,
+                                    problem=str(problem))
+            fresh[rel] = cached
+            if cached.spec is None:
+                bad.add(rel)
+                report.problems.extend(cached.problems)
+                continue
+            report.problems.extend(p for p in cached.problems if p.severity != "error")
+            spec = cached.spec
+            if spec.id in seen:
+                problem = FileProblem(path, None, "id", f"post id {spec.id!r} is already used by {seen[spec.id]}")
+                report.problems.append(problem)
+                bad.add(rel)
+                if cached.stat != self._cache.get(rel, _Cached((0, 0), None, [])).stat:
+                    log.error("sync.file_invalid", file=rel, field="id", problem=str(problem))
+                continue
+            seen[spec.id] = rel
+            specs[spec.id] = spec
+        self._cache = fresh
+        return specs, bad
+
+    # --- converging the database --------------------------------------------------------------
+
+    def run(self, now: datetime | None = None) -> Report:
+        now = now or utcnow()
+        report = Report()
+        read = self._read(report)
+        if read is None:
+            log.error("sync.refused", error=report.error)
+            return report
+        specs, bad_paths = read
+        with self.db.read() as conn:
+            existing = {
+                row.id: row
+                for row in conn.execute(select(P.c.id, P.c.path, P.c.content_hash, P.c.removed, P.c.spec))
+            }
+        active = [row for row in existing.values() if not row.removed]
+        if not specs and not bad_paths and active:
+            report.error = (
+                f"posts folder {self.settings.posts_dir} is suddenly empty but {len(active)} posts are "
+                "known: nothing was cancelled (remove the posts one by one, or restore the folder)"
+            )
+            log.error("sync.refused", error=report.error)
+            return report
+
+        with self.db.write() as conn:
+            for account in self.settings.accounts.values():
+                store.ensure_account(conn, account.name, account.platform)
+
+        # Removals first: a renamed file's old pending deliveries are cancelled before the new
+        # post is checked against them by the duplicate guard.
+        gone = [row for row in active if row.id not in specs and row.path not in bad_paths]
+        for chunk in _chunks(gone, CHUNK):
+            with self.db.write() as conn:
+                for row in chunk:
+                    report.cancelled += self._remove(conn, row.id, now)
+                    report.removed += 1
+
+        todo = [spec for spec in specs.values()
+                if spec.id not in existing or existing[spec.id].removed
+                or existing[spec.id].content_hash != spec.content_hash
+                or existing[spec.id].path != spec.path]
+        for chunk in _chunks(sorted(todo, key=lambda s: s.path), CHUNK):
+            with self.db.write() as conn:
+                for spec in chunk:
+                    old = existing.get(spec.id)
+                    if old is None:
+                        self._create(conn, spec, now)
+                        report.created += 1
+                    else:
+                        report.cancelled += self._update(conn, spec, old, now)
+                        report.updated += 1
+
+        repeats = [spec for spec in specs.values() if spec.repeat]
+        if repeats:
+            with self.db.write() as conn:
+                for spec in repeats:
+                    for account in spec.to:
+                        self.ensure_next(conn, spec, account, now)
+        if report.changed:
+            log.info("sync.done", files=report.files, parsed=report.parsed, created=report.created,
+                     updated=report.updated, removed=report.removed, cancelled=report.cancelled,
+                     invalid=len(bad_paths))
+        return report
+
+    def _deadline(self, spec: PostSpec, due: datetime) -> datetime:
+        return due + (spec.max_lateness or self.settings.max_lateness)
+
+    def _platform(self, account: str) -> str:
+        return self.settings.accounts[account].platform
+
+    def _post_values(self, spec: PostSpec, now: datetime) -> dict[str, Any]:
+        return {
+            "path": spec.path,
+            "content_hash": spec.content_hash,
+            "fingerprint": spec.fingerprint,
+            "spec": spec.to_json(),
+            "removed": False,
+            "updated_at": now,
+        }
+
+    def _create(self, conn: Connection, spec: PostSpec, now: datetime) -> None:
+        conn.execute(P.insert().values(id=spec.id, created_at=now, **self._post_values(spec, now)))
+        twin = None if spec.allow_repeat else self._twin(conn, spec, now)
+        for account in spec.to:
+            if spec.repeat:
+                self.ensure_next(conn, spec, account, now, hold_as=twin)
+                continue
+            due = spec.at or now
+            store.create_delivery(
+                conn, post_id=spec.id, account=account, platform=self._platform(account),
+                occurrence=ONCE, due_at=due, deadline=self._deadline(spec, due),
+                content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
+                state=State.HELD if twin else State.PENDING,
+                hold_reason=HoldReason.DUPLICATE if twin else None,
+                detail={"same_as": twin} if twin else None,
+            )
+        if twin:
+            log.warning("sync.duplicate_held", post=spec.id, same_as=twin, file=spec.path)
+
+    def _twin(self, conn: Connection, spec: PostSpec, now: datetime) -> str | None:
+        """Another post with the same text, media and targets, published lately or on its way."""
+        live = [s.value for s in (*READY, *IN_FLIGHT)]
+        row = conn.execute(
+            select(P.c.id)
+            .join(D, D.c.post_id == P.c.id)
+            .where(
+                P.c.fingerprint == spec.fingerprint,
+                P.c.id != spec.id,
+                ((D.c.state == State.PUBLISHED.value) & (D.c.published_at >= now - DUPLICATE_WINDOW))
+                | (D.c.state.in_(live) & P.c.removed.is_(False)),
+            )
+            .limit(1)
+        ).first()
+        return row.id if row else None
+
+    def ensure_next(
+        self, conn: Connection, spec: PostSpec, account: str, now: datetime, hold_as: str | None = None
+    ) -> int | None:
+        """For a repeat: create the next occurrence once the current one has settled."""
+        # Occurrence ids are UTC times in ISO form, so the newest sorts last.
+        latest = conn.execute(
+            select(D.c.occurrence, D.c.state)
+            .where(D.c.post_id == spec.id, D.c.account == account, D.c.occurrence != ONCE)
+            .order_by(D.c.occurrence.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest.state in [s.value for s in OPEN_OCCURRENCE]:
+            return None
+        nxt = next_occurrence(
+            spec, after=occurrence_time(latest.occurrence) if latest else None, now=now, tz=self.settings.timezone,
+            max_lateness=spec.max_lateness or self.settings.max_lateness,
+        )
+        if nxt is None:
+            return None
+        detail: dict[str, Any] = {}
+        if nxt.skipped:
+            detail["skipped_occurrences"] = nxt.skipped
+            log.warning("sync.occurrences_skipped", post=spec.id, account=account, skipped=nxt.skipped)
+        if hold_as:
+            detail["same_as"] = hold_as
+        return store.create_delivery(
+            conn, post_id=spec.id, account=account, platform=self._platform(account),
+            occurrence=nxt.occurrence, due_at=nxt.due, deadline=self._deadline(spec, nxt.due),
+            content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
+            state=State.HELD if hold_as else State.PENDING,
+            hold_reason=HoldReason.DUPLICATE if hold_as else None, detail=detail or None,
+        )
+
+    def on_settled(self, conn: Connection, row: Any, now: datetime) -> None:
+        """A repeat's occurrence settled: make the next one in the same transaction."""
+        if row["occurrence"] == ONCE:
+            return
+        found = conn.execute(select(P.c.spec, P.c.removed).where(P.c.id == row["post_id"])).first()
+        if found is None or found.removed:
+            return
+        spec = PostSpec.from_json(found.spec)
+        if spec.repeat and row["account"] in spec.to:
+            self.ensure_next(conn, spec, row["account"], now)
+
+    def _update(self, conn: Connection, spec: PostSpec, old: Any, now: datetime) -> int:
+        """A changed post: pending deliveries take the new content and time; sent ones stay."""
+        conn.execute(P.update().where(P.c.id == spec.id).values(**self._post_values(spec, now)))
+        previous = PostSpec.from_json(old.spec)
+        cancelled = 0
+        if old.removed:
+            log.info("sync.post_restored", post=spec.id, file=spec.path)
+        schedule_changed = (previous.at, previous.repeat, previous.until) != (spec.at, spec.repeat, spec.until)
+        rows = conn.execute(select(D).where(D.c.post_id == spec.id).order_by(D.c.due_at)).mappings().all()
+        by_account: dict[str, list[Any]] = {}
+        for row in rows:
+            by_account.setdefault(row["account"], []).append(row)
+        for account, account_rows in by_account.items():
+            if account not in spec.to:
+                cancelled += self._cancel_rows(conn, account_rows, now, reason=f"{account} removed from `to`")
+        for account in spec.to:
+            account_rows = by_account.get(account, [])
+            content = spec.content_for(account).to_dict()
+            message, message_hash = store.message_json(content)
+            if not account_rows:
+                if spec.repeat:
+                    self.ensure_next(conn, spec, account, now)
+                else:
+                    due = spec.at or now
+                    store.create_delivery(
+                        conn, post_id=spec.id, account=account, platform=self._platform(account),
+                        occurrence=ONCE, due_at=due, deadline=self._deadline(spec, due), content=content,
+                        now=now, actor=self.actor,
+                    )
+                continue
+            for row in account_rows:
+                cancelled += self._apply_change(conn, spec, row, message, message_hash, schedule_changed, now)
+            if spec.repeat:
+                self.ensure_next(conn, spec, account, now)
+        return cancelled
+
+    def _apply_change(
+        self, conn: Connection, spec: PostSpec, row: Any, message: str, message_hash: str,
+        schedule_changed: bool, now: datetime,
+    ) -> int:
+        state = State(row["state"])
+        content_changed = row["message_hash"] != message_hash
+        if not content_changed and not schedule_changed:
+            return 0
+        if state is State.PUBLISHED:
+            if content_changed:
+                log.warning("sync.change_after_publish", post=spec.id, account=row["account"],
+                            delivery=row["id"], file=spec.path,
+                            note="already published on this account: the change is not applied there")
+            return 0
+        if state in IN_FLIGHT or state in (State.UNKNOWN, State.CANCELLED):
+            if content_changed and state in IN_FLIGHT:
+                log.warning("sync.change_in_flight", post=spec.id, account=row["account"], delivery=row["id"])
+            return 0
+        if spec.repeat and schedule_changed and row["occurrence"] != ONCE:
+            # The schedule moved: this occurrence may no longer exist; make the next one afresh.
+            return self._cancel_rows(conn, [row], now, reason="repeat schedule changed")
+        values: dict[str, Any] = {"updated_at": now}
+        changes: dict[str, Any] = {}
+        if content_changed:
+            values.update(message=message, message_hash=message_hash)
+            changes["content"] = True
+        if schedule_changed and row["occurrence"] == ONCE:
+            due = spec.at or row["due_at"]
+            if due != row["due_at"]:
+                values.update(due_at=due, ready_at=max(due, row["ready_at"]) if state is State.RETRYING else due,
+                              deadline=self._deadline(spec, due))
+                changes["due_at"] = due.isoformat()
+                if state is State.HELD and row["hold_reason"] == HoldReason.EXPIRED.value and due > now:
+                    # Rescheduled into the future by the operator: it may go at the new time.
+                    values.update(state=State.PENDING.value, hold_reason=None, attempts=0)
+                    changes["released"] = "rescheduled"
+        if not changes:
+            return 0
+        result = conn.execute(
+            update(D).where(and_(D.c.id == row["id"], D.c.state == row["state"],
+                                 D.c.claim_token == row["claim_token"])).values(**values)
+        )
+        if result.rowcount == 1:
+            audit.append(conn, "updated", actor=self.actor, post_id=spec.id, delivery_id=row["id"],
+                         account=row["account"], platform=row["platform"], detail=changes, at=now)
+        return 0
+
+    def _remove(self, conn: Connection, post_id: str, now: datetime) -> int:
+        conn.execute(P.update().where(P.c.id == post_id).values(removed=True, updated_at=now))
+        rows = conn.execute(select(D).where(D.c.post_id == post_id)).mappings().all()
+        for row in rows:
+            if row["state"] in [s.value for s in IN_FLIGHT]:
+                log.warning("sync.removed_in_flight", post=post_id, delivery=row["id"])
+        log.info("sync.post_removed", post=post_id)
+        return self._cancel_rows(conn, rows, now, reason="post file removed")
+
+    def _cancel_rows(self, conn: Connection, rows: list[Any], now: datetime, *, reason: str) -> int:
+        count = 0
+        for row in rows:
+            if row["state"] not in [s.value for s in CANCELLABLE]:
+                continue
+            result = conn.execute(
+                update(D).where(D.c.id == row["id"], D.c.state == row["state"],
+                                D.c.claim_token == row["claim_token"])
+                .values(state=State.CANCELLED.value, hold_reason=None, updated_at=now)
+            )
+            if result.rowcount == 1:
+                count += 1
+                audit.append(conn, "cancelled", actor=self.actor, post_id=row["post_id"], delivery_id=row["id"],
+                             account=row["account"], platform=row["platform"], detail={"reason": reason}, at=now)
+        return count
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _raise(error: OSError) -> None:
+    raise error
+

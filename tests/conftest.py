@@ -1,0 +1,87 @@
+"""Fixtures for every test: a configuration folder to write posts into, and clean global state."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from publisher.redact import REDACTOR
+
+BASE_SETTINGS = """
+[daemon]
+timezone = "Asia/Jakarta"
+concurrency = 4
+max_lateness = "1h"
+sync_every = "1s"
+lease = "30s"
+http_timeout = "5s"
+shutdown_grace = "5s"
+
+[retry]
+attempts = 3
+first_delay = "1s"
+max_delay = "4s"
+
+[accounts.latihan]
+platform = "outbox"
+
+[accounts.arsip]
+platform = "outbox"
+"""
+
+
+class Workspace:
+    """A configuration folder in tmp_path: siar.toml, posts/, media/, state/."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "posts").mkdir(parents=True, exist_ok=True)
+        (root / "media").mkdir(exist_ok=True)
+        self.write_settings(BASE_SETTINGS)
+
+    def write_settings(self, text: str, *, extra: str = "") -> Path:
+        path = self.root / "siar.toml"
+        path.write_text(textwrap.dedent(text) + textwrap.dedent(extra))
+        return path
+
+    def add_settings(self, text: str) -> None:
+        path = self.root / "siar.toml"
+        path.write_text(path.read_text() + textwrap.dedent(text))
+
+    def post(self, name: str, text: str) -> Path:
+        path = self.root / "posts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+        # Sync skips files whose size and mtime are unchanged: make every write visible.
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        return path
+
+    def remove(self, name: str) -> None:
+        (self.root / "posts" / name).unlink()
+
+    def settings(self):  # noqa: ANN201 - imported lazily so collection works without the module
+        from publisher.settings import load_settings
+
+        return load_settings(self.root, environ=dict(os.environ))
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "config")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("SIAR_CONFIG", "SIAR_DATABASE", "SIAR_STATE"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    REDACTOR.clear()
