@@ -36,7 +36,7 @@ from adapters.base import (
 )
 from adapters.http import new_session
 from adapters.registry import adapter_class
-from publisher import audit, logs, retry, store
+from publisher import faults, logs, retry, store
 from publisher.db import Database
 from publisher.models import utcnow
 from publisher.posts import Content
@@ -238,6 +238,7 @@ class Dispatcher:
         return outcome
 
     def _send(self, row: RowMapping, lease: store.Lease, bound: Any) -> Outcome:
+        faults.point("after_claim")
         now = utcnow()
         delivery_id = int(row["id"])
         if now > row["deadline"]:
@@ -264,6 +265,7 @@ class Dispatcher:
             bound.warning("delivery.lease_lost", step="sending")
             return Outcome(delivery_id, None)
         bound.info("delivery.sending", attempt=attempt)
+        faults.point("after_sending")
         job = DbJob(self, lease, row, attempt)
         sent_before = getattr(adapter.http, "sent", 0)
         try:
@@ -293,6 +295,7 @@ class Dispatcher:
             bound.error("delivery.adapter_error", error=redact(error), exc_info=exc, sent=False)
             return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
                                 error=f"adapter failed before sending: {error}")
+        faults.point("after_publish")
         return self._published(row, lease, bound, receipt, attempt)
 
     # --- recording ----------------------------------------------------------------------------
@@ -316,8 +319,9 @@ class Dispatcher:
             bound.warning("delivery.lease_lost", step=event)
             return Outcome(int(row["id"]), None)
         level = "info" if state in (State.PUBLISHED, State.RETRYING) else "warning"
-        getattr(bound, level)(f"delivery.{event}", state=state.value, attempt=attempt, http_status=http_status,
-                              error=error, **(detail or {}))
+        context = {"attempt": attempt, "http_status": http_status, "error": error, **(detail or {})}
+        getattr(bound, level)(f"delivery.{event}", state=state.value,
+                              **{k: v for k, v in context.items() if v is not None})
         return Outcome(int(row["id"]), state, error)
 
     def _published(self, row: RowMapping, lease: store.Lease, bound: Any, receipt: Receipt, attempt: int,
