@@ -30,16 +30,20 @@ def request(
     A refused connection or a connect timeout means nothing reached the platform, so a retry is
     safe. A read timeout or a connection dropped mid-answer means the platform may have acted.
     """
+    # The typed errors are raised `from None`: requests' own exception text names the URL, and a
+    # URL may hold a token (Telegram's path, Graph's access_token query). The reason is kept.
     try:
         return http.request(method, url, timeout=timeout, **kwargs)
     except requests.ConnectTimeout as exc:
-        raise Transient(f"connect timeout: {_describe(exc)}") from exc
+        error: Exception = Transient(f"connect timeout: {_describe(exc)}")
     except requests.ReadTimeout as exc:
-        raise MaybeSent(f"no answer within {timeout:g}s: {_describe(exc)}") from exc
+        error = MaybeSent(f"no answer within {timeout:g}s: {_describe(exc)}")
     except requests.ConnectionError as exc:
         if _never_connected(exc):
-            raise Transient(f"connection failed: {_describe(exc)}") from exc
-        raise MaybeSent(f"connection lost: {_describe(exc)}") from exc
+            error = Transient(f"connection failed: {_describe(exc)}")
+        else:
+            error = MaybeSent(f"connection lost: {_describe(exc)}")
+    raise error from None
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from adapters.base import BaseAdapter, ConfigError, Job, Limits, Message, Receipt
+from adapters.base import AuthExpired, BaseAdapter, ConfigError, Job, Limits, Message, Receipt
 
 
 class OutboxAdapter(BaseAdapter):
@@ -72,10 +72,11 @@ class OutboxAdapter(BaseAdapter):
         return self._receipt(target, job) if target.exists() else None
 
     def whoami(self) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AuthExpired(f"outbox folder {self.folder} is not usable: {exc.strerror}") from exc
         if not os.access(self.folder, os.W_OK):
-            from adapters.base import AuthExpired
-
             raise AuthExpired(f"outbox folder {self.folder} is not writable")
         return f"outbox folder {self.folder}"
 

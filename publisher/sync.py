@@ -343,6 +343,14 @@ class Syncer:
             if content_changed and state in IN_FLIGHT:
                 log.warning("sync.change_in_flight", post=spec.id, account=row["account"], delivery=row["id"])
             return 0
+        if content_changed and row["checkpoint"]:
+            # Part of it may be out already (an uploaded video, some WhatsApp recipients): new
+            # content now would mix two versions. Keep it as it is and say so.
+            log.warning("sync.change_after_partial_send", post=spec.id, account=row["account"], delivery=row["id"],
+                        note="part of this delivery was already sent: the change is not applied there")
+            content_changed = False
+            if not schedule_changed:
+                return 0
         if spec.repeat and schedule_changed and row["occurrence"] != ONCE:
             # The schedule moved: this occurrence may no longer exist; make the next one afresh.
             return self._cancel_rows(conn, [row], now, reason="repeat schedule changed")
