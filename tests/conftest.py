@@ -85,3 +85,37 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     yield
     REDACTOR.clear()
+
+
+POSTGRES_URL = os.environ.get("SIAR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL, as a URL whose search_path points at it.
+
+    Without a reachable server the test is skipped with the reason, except where
+    SIAR_REQUIRE_POSTGRES=1 (CI), where it fails instead.
+    """
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES_URL)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server here"
+        admin.dispose()
+        reason = f"PostgreSQL at {POSTGRES_URL} is not reachable ({type(exc).__name__})"
+        if os.environ.get("SIAR_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " and SIAR_REQUIRE_POSTGRES=1")
+        pytest.skip(reason)
+    schema = f"siar_test_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()

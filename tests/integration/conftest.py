@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,12 +107,22 @@ class Engine:
         self.db.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """Every in-process engine test runs on both backends, so they cannot drift apart."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return None
+
+
 @pytest.fixture
-def engine(workspace: Any) -> Iterator[Callable[[], Engine]]:
+def engine(workspace: Any, backend: str | None) -> Iterator[Callable[[], Engine]]:
     made: list[Engine] = []
 
     def build() -> Engine:
         settings = workspace.settings()
+        if backend is not None:
+            settings = dataclasses.replace(settings, database=backend)
         db = Database(settings.database)
         db.migrate()
         built = Engine(workspace, settings, db, Syncer(db, settings))
