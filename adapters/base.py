@@ -232,6 +232,7 @@ class BaseAdapter:
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[tuple[str, ...]] = ()
     secrets: ClassVar[tuple[str, ...]] = ()
+    paths: ClassVar[tuple[str, ...]] = ()  # file paths, resolved against the config folder
     # Keys every account takes, whatever its platform.
     common: ClassVar[tuple[str, ...]] = (
         "platform",

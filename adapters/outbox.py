@@ -20,6 +20,7 @@ class OutboxAdapter(BaseAdapter):
     platform: ClassVar[str] = "outbox"
     limits: ClassVar[Limits] = Limits(media_max=100, media_kinds=frozenset({"image", "video", "other"}))
     optional: ClassVar[tuple[str, ...]] = ("folder",)
+    paths: ClassVar[tuple[str, ...]] = ("folder",)
 
     def __init__(self, account: Any, http: Any) -> None:
         super().__init__(account, http)

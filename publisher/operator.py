@@ -15,12 +15,16 @@ from sqlalchemy import Connection, select, update
 from publisher import audit, store
 from publisher.models import utcnow
 from publisher.settings import Settings
-from publisher.states import IN_FLIGHT, State
+from publisher.states import IN_FLIGHT, READY, TERMINAL, State
 
 D, P, A = store.D, store.P, store.A
 
 RETRYABLE = (State.FAILED, State.HELD, State.PAUSED)
 CANCELLABLE = (State.PENDING, State.RETRYING, State.HELD, State.PAUSED, State.FAILED, State.UNKNOWN)
+# Acting on a whole post, these deliveries have nothing to do with the action: they are listed,
+# not counted as refusals (a post published on one account and failed on another can be retried).
+MOOT_FOR_RETRY = TERMINAL + READY
+MOOT_FOR_CANCEL = TERMINAL
 
 
 class NotFound(LookupError):
@@ -32,13 +36,19 @@ class Change:
     delivery_id: int
     account: str
     before: str
-    after: str | None  # None: refused
+    after: str | None  # None: left as it was
     note: str = ""
+    moot: bool = False  # left alone because there was nothing to do (a post's published delivery)
+
+
+def is_post_target(target: str, *, post: bool = False) -> bool:
+    """Whether `target` names a post (all its deliveries) rather than one delivery number."""
+    return post or not target.lstrip("#").isdigit()
 
 
 def deliveries_for(conn: Connection, target: str, *, post: bool = False) -> list[Any]:
     """A delivery by number, or every delivery of a post by its id."""
-    if not post and target.lstrip("#").isdigit():
+    if not is_post_target(target, post=post):
         rows = conn.execute(select(D).where(D.c.id == int(target.lstrip("#")))).mappings().all()
         if rows:
             return list(rows)
@@ -68,6 +78,7 @@ def retry(conn: Connection, settings: Settings, target: str, *, post: bool = Fal
     """Send again what failed, was held (expired, duplicate) or paused, with fresh attempts."""
     actor = actor or audit.operator()
     now = utcnow()
+    whole_post = is_post_target(target, post=post)
     changes = []
     for row in deliveries_for(conn, target, post=post):
         state = State(row["state"])
@@ -77,7 +88,8 @@ def retry(conn: Connection, settings: Settings, target: str, *, post: bool = Fal
                 State.PUBLISHED: "already published",
                 State.CANCELLED: "cancelled (restore the post file to publish it again)",
             }.get(state, "not waiting for a person")
-            changes.append(Change(row["id"], row["account"], state.value, None, note))
+            changes.append(Change(row["id"], row["account"], state.value, None, note,
+                                  moot=whole_post and state in MOOT_FOR_RETRY))
             continue
         ok = _move(conn, row, "requeued", actor=actor, now=now,
                    detail={"from": state.value, "hold_reason": row["hold_reason"]},
@@ -95,17 +107,37 @@ def retry(conn: Connection, settings: Settings, target: str, *, post: bool = Fal
 def cancel(conn: Connection, target: str, *, post: bool = False, actor: str | None = None) -> list[Change]:
     actor = actor or audit.operator()
     now = utcnow()
+    whole_post = is_post_target(target, post=post)
     changes = []
     for row in deliveries_for(conn, target, post=post):
         state = State(row["state"])
         if state not in CANCELLABLE:
             note = "being sent right now" if state in IN_FLIGHT else f"already {state.value}"
-            changes.append(Change(row["id"], row["account"], state.value, None, note))
+            changes.append(Change(row["id"], row["account"], state.value, None, note,
+                                  moot=whole_post and state in MOOT_FOR_CANCEL))
             continue
         ok = _move(conn, row, "cancelled", actor=actor, now=now, detail={"from": state.value},
                    state=State.CANCELLED.value, hold_reason=None)
-        changes.append(Change(row["id"], row["account"], state.value, State.CANCELLED.value if ok else None))
+        if ok and state is State.PAUSED:
+            _resume_if_nothing_paused(conn, row, actor=actor, now=now)
+        changes.append(Change(row["id"], row["account"], state.value, State.CANCELLED.value if ok else None,
+                              "" if ok else "changed meanwhile; try again"))
     return changes
+
+
+def _resume_if_nothing_paused(conn: Connection, row: Any, *, actor: str, now: datetime) -> None:
+    """The account was paused for this delivery: with it cancelled, `siar retry` could reach no
+    delivery to resume the account, and its other deliveries would wait forever. Resume it; if
+    the credentials are still refused, the next send pauses it again on a delivery a person can see."""
+    still_paused = conn.execute(select(D.c.id).where(D.c.account == row["account"],
+                                                     D.c.state == State.PAUSED.value).limit(1)).first()
+    if still_paused is not None:
+        return
+    result = conn.execute(update(A).where(A.c.name == row["account"], A.c.paused.is_(True))
+                          .values(paused=False, paused_reason=None))
+    if result.rowcount == 1:
+        audit.append(conn, "account_resumed", actor=actor, account=row["account"], platform=row["platform"],
+                     detail={"reason": f"paused delivery {row['id']} cancelled"}, at=now)
 
 
 def resolve(conn: Connection, settings: Settings, target: str, *, published_url: str | None,
@@ -119,7 +151,8 @@ def resolve(conn: Connection, settings: Settings, target: str, *, published_url:
     row = rows[0]
     if row["state"] != State.UNKNOWN.value:
         return Change(row["id"], row["account"], row["state"], None, "only an unknown delivery can be resolved")
-    if published_url:
+    # `is not None`: an empty URL must never read as "not published" and send the post again.
+    if published_url is not None:
         ok = _move(conn, row, "resolved", actor=actor, now=now, detail={"published": True, "url": published_url},
                    state=State.PUBLISHED.value, url=published_url, published_at=now, last_error=None)
         after = State.PUBLISHED.value

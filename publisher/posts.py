@@ -228,17 +228,28 @@ class _PostFile(_ContentTable):
 
 
 def load_post(
-    path: Path, settings: Settings, *, platform_checks: bool = True
+    path: Path, settings: Settings, *, platform_checks: bool = True, adapters: AdapterCache | None = None
 ) -> tuple[PostSpec | None, list[FileProblem]]:
-    """One post file: its spec (None when it has errors) and every problem found in it."""
-    loaded = _PostLoader(path, settings, _Adapters(settings) if platform_checks else None).load()
+    """One post file: its spec (None when it has errors) and every problem found in it.
+
+    Pass one `AdapterCache` when loading many files, so each account's adapter is built once.
+    """
+    if platform_checks and adapters is None:
+        adapters = AdapterCache(settings)
+    loaded = _PostLoader(path, settings, adapters if platform_checks else None).load()
     return loaded.spec, sort_problems(loaded.problems)
+
+
+def duplicate_id(path: Path, spec: PostSpec, first: Path) -> FileProblem:
+    """The problem of a second file claiming a post id another file already has."""
+    line = line_of(path.read_text(encoding="utf-8", errors="replace"), ("id",)) if path.exists() else None
+    return FileProblem(path, line, "id", f"{spec.id!r} is also the id of {first}; ids must be unique")
 
 
 def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
     """Every `*.toml` under the posts folder (hidden files and folders skipped), in path order."""
-    files, folder_error = _post_files(settings.posts_dir)
-    adapters = _Adapters(settings) if platform_checks else None
+    files, folder_error = post_files(settings.posts_dir)
+    adapters = AdapterCache(settings) if platform_checks else None
     posts: dict[str, PostSpec] = {}
     problems: list[FileProblem] = []
     bad_paths: set[str] = set()
@@ -246,10 +257,7 @@ def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
         loaded = _PostLoader(path, settings, adapters).load()
         spec = loaded.spec
         if spec is not None and spec.id in posts:
-            first = settings.posts_dir / posts[spec.id].path
-            loaded.problems.append(
-                FileProblem(path, loaded.id_line, "id", f"{spec.id!r} is also the id of {first}; ids must be unique")
-            )
+            loaded.problems.append(duplicate_id(path, spec, settings.posts_dir / posts[spec.id].path))
             spec = None
         problems.extend(loaded.problems)
         if spec is None:
@@ -265,7 +273,7 @@ def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
     )
 
 
-def _post_files(folder: Path) -> tuple[list[Path], str | None]:
+def post_files(folder: Path) -> tuple[list[Path], str | None]:
     if not folder.is_dir():
         return [], f"the posts folder {folder} does not exist or is not a folder"
     errors: list[OSError] = []
@@ -281,7 +289,7 @@ def _post_files(folder: Path) -> tuple[list[Path], str | None]:
     return found, None
 
 
-class _Adapters:
+class AdapterCache:
     """One adapter per account, built on first use and shared by every file of a scan."""
 
     def __init__(self, settings: Settings) -> None:
@@ -315,7 +323,7 @@ class _Loaded:
 class _PostLoader:
     """One load of one post file; collects problems instead of stopping at the first."""
 
-    def __init__(self, path: Path, settings: Settings, adapters: _Adapters | None) -> None:
+    def __init__(self, path: Path, settings: Settings, adapters: AdapterCache | None) -> None:
         self.path = path
         self.settings = settings
         self.adapters = adapters
@@ -363,13 +371,14 @@ class _PostLoader:
         # Fields that failed their shape are absent from `post`: what remains is still checked.
         content_ok = not bad.intersection(_CONTENT_FIELDS + ("variants",))
         content = _content(post, None)
-        variants = self._variants(post, content, to)
+        written = data.get("variants")
+        variants = self._variants(post, content, to, list(written) if isinstance(written, dict) else [])
         before = len(self.problems)
         digests = self._media(content, variants, post)
         media_ok = len(self.problems) == before
         # Even when `to` has a bad name, the accounts it names correctly get their content checked.
-        named = [name for name in dict.fromkeys(to or ()) if name in self.settings.accounts]
-        if content_ok:
+        named: list[str | None] = [name for name in dict.fromkeys(to or ()) if name in self.settings.accounts]
+        if not bad.intersection(("text", "media", "variants")):
             self._empty_content(content, variants, post, named)
         if targets is None:
             return self.done()
@@ -397,10 +406,15 @@ class _PostLoader:
             return _PostFile.model_validate(data), set()
         except ValidationError as exc:
             self.problems.extend(validation_problems(self.path, self.source, exc, _PostFile))
-            bad = {str(item["loc"][0]) for item in exc.errors() if item["loc"]}
-        # Validate again without the broken fields: each field validates on its own, so this
-        # succeeds, and the rules that need only the good fields can still run.
-        return _PostFile.model_validate({k: v for k, v in data.items() if k not in bad}), bad
+            locs = [item["loc"] for item in exc.errors() if item["loc"]]
+        # Validate again without the broken fields (and broken variants): each field validates
+        # on its own, so this succeeds, and the rules that need only good fields still run.
+        bad_variants = {loc[1] for loc in locs if loc[0] == "variants" and len(loc) > 1}
+        whole = {str(loc[0]) for loc in locs if loc[0] != "variants" or len(loc) == 1}
+        cleaned = {key: value for key, value in data.items() if key not in whole}
+        if bad_variants:
+            cleaned["variants"] = {k: v for k, v in cleaned["variants"].items() if k not in bad_variants}
+        return _PostFile.model_validate(cleaned), whole | ({"variants"} if bad_variants else set())
 
     def _time(self, value: Any, key: str, tz: ZoneInfo) -> datetime | None:
         if value is None:
@@ -450,17 +464,20 @@ class _PostLoader:
             if trigger.get_next_fire_time(None, start) is None:
                 self.problem(("repeat",), "never fires" + (" before `until`" if until else ""))
 
-    def _variants(self, post: _PostFile, content: Content, to: list[str] | None) -> dict[str, Content]:
-        """Each variant merged over the base content; `to` None: unknown, take them all."""
+    def _variants(
+        self, post: _PostFile, content: Content, to: list[str] | None, written: list[str]
+    ) -> dict[str, Content]:
+        """Each valid variant merged over the base content; every written one checked against
+        `to` (None: unknown, so none is refused)."""
         variants = {}
-        for name, table in post.variants.items():
+        for name in written:
             if to is not None and name not in to:
                 self.problem(
                     ("variants", name),
                     f"{name!r} is not one of this post's accounts (to: {', '.join(to)})",
                 )
-            else:
-                variants[name] = _content(table, content)
+            elif name in post.variants:
+                variants[name] = _content(post.variants[name], content)
         return variants
 
     def _media(self, content: Content, variants: dict[str, Content], post: _PostFile) -> dict[str, str]:
@@ -480,7 +497,7 @@ class _PostLoader:
                 if not target.is_relative_to(root):
                     self.problem(
                         where + (index, "file"),
-                        f"{ref.file!r} is outside the media folder {self.settings.media_dir}",
+                        f"{ref.file!r} resolves to {target}, outside the media folder {self.settings.media_dir}",
                     )
                 elif not target.is_file():
                     self.problem(
@@ -492,14 +509,15 @@ class _PostLoader:
         return digests
 
     def _empty_content(
-        self, base: Content, variants: dict[str, Content], post: _PostFile, accounts: list[str]
+        self, base: Content, variants: dict[str, Content], post: _PostFile, accounts: list[str | None]
     ) -> None:
         reported: set[KeyPath] = set()
-        for account in accounts:
-            content = variants.get(account, base)
+        # Without a usable `to`, the base content is what can be checked.
+        for account in accounts or [None]:
+            content = variants.get(account, base) if account else base
             if content.text or content.media:
                 continue
-            table = post.variants.get(account)
+            table = post.variants.get(account) if account else None
             supplied = table.model_fields_set if table is not None else set()
             if supplied & {"text", "media"}:
                 where: KeyPath = ("variants", account, "text" if "text" in supplied else "media")
@@ -656,7 +674,7 @@ def cron_weekdays(field: str) -> str:
     for item in field.lower().split(","):
         body, slash, step_text = item.partition("/")
         if slash and (not step_text.isdigit() or int(step_text) == 0):
-            raise ValueError(f"is not a valid cron expression: bad step in weekday {item!r}")
+            raise ValueError(f"bad step in weekday {item!r}")
         step = int(step_text) if slash else 1
         if body == "*":
             first, last = 0, 6
@@ -667,7 +685,7 @@ def cron_weekdays(field: str) -> str:
             if dash and last == 0 and first > 0:
                 last = 7  # "fri-sun": Sunday closes the week
             if last < first:
-                raise ValueError(f"is not a valid cron expression: weekday range {body!r} runs backwards")
+                raise ValueError(f"weekday range {body!r} runs backwards")
         days.update(number % 7 for number in range(first, last + 1, step))
     return ",".join(_DAY_NAMES[number] for number in sorted(days))
 
@@ -677,7 +695,7 @@ def _day_number(text: str) -> int:
         return int(text)
     if text in _DAY_NAMES:
         return _DAY_NAMES.index(text)
-    raise ValueError(f"is not a valid cron expression: {text!r} is not a weekday (0-7 or SUN-SAT)")
+    raise ValueError(f"{text!r} is not a weekday (0-7 or SUN-SAT)")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -69,7 +69,7 @@ def field_name(path: KeyPath) -> str:
 def unknown_key_message(key: str, known: Iterable[str]) -> str:
     """Names the keys that are accepted, and the likely one when it looks like a typo."""
     names = sorted(known)
-    close = difflib.get_close_matches(key, names, n=1)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key{hint} (known: {', '.join(names)})"
 

@@ -41,6 +41,7 @@ from publisher.problems import (
     validation_problems,
 )
 from publisher.redact import REDACTOR
+from publisher.retry import RetryPolicy
 from publisher.tomlpos import KeyPath, line_of, parse_error_line, parse_error_message
 
 CONFIG_FILE = "siar.toml"
@@ -129,13 +130,6 @@ class _SettingsFile(StrictModel):
 
 
 # --- the result --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    attempts: int = 8
-    first_delay: timedelta = timedelta(seconds=30)
-    max_delay: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,6 +353,9 @@ class _Loader:
                 self.problem(here + (found.field,), found.message, found.severity)
 
         values = {k: v for k, v in checked.items() if k not in ("platform", "min_interval", "max_per_day")}
+        for key in cls.paths:  # files an account names (WhatsApp recipients) live beside siar.toml
+            if isinstance(values.get(key), str) and values[key]:
+                values[key] = str(self._path(values[key]))
         min_interval = self._account_duration(here, table, "min_interval")
         timeout = self._account_duration(here, table, "timeout")
         if timeout is not None:

@@ -6,7 +6,6 @@ pass over thousands of files that changed nothing costs one `stat` each.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from publisher import audit, logs, store
 from publisher.db import Database
 from publisher.models import utcnow
 from publisher.occurrences import ONCE, next_occurrence, occurrence_time
-from publisher.posts import PostSpec, load_post
+from publisher.posts import AdapterCache, PostSpec, duplicate_id, load_post, post_files
 from publisher.problems import FileProblem
 from publisher.settings import Settings
 from publisher.states import EDITABLE, IN_FLIGHT, READY, HoldReason, State
@@ -66,67 +65,48 @@ class Syncer:
         self.settings = settings
         self.actor = actor
         self._cache: dict[str, _Cached] = {}
+        self._adapters = AdapterCache(settings)
 
     # --- reading the folder -----------------------------------------------------------------
 
-    def _files(self) -> Iterator[Path]:
-        root = self.settings.posts_dir
-        for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.endswith(".toml") and not name.startswith("."):
-                    yield Path(dirpath) / name
-
     def _read(self, report: Report) -> tuple[dict[str, PostSpec], set[str]] | None:
-        root = self.settings.posts_dir
-        if not root.is_dir():
-            report.error = f"posts folder {root} is missing or not a folder: nothing was cancelled"
-            return None
-        try:
-            files = list(self._files())
-        except OSError as exc:
-            report.error = f"posts folder {root} could not be read ({exc.strerror}): nothing was cancelled"
+        files, folder_error = post_files(self.settings.posts_dir)
+        if folder_error is not None:
+            report.error = f"{folder_error}: nothing was cancelled"
             return None
         report.files = len(files)
         specs: dict[str, PostSpec] = {}
         bad: set[str] = set()
-        seen: dict[str, str] = {}
         fresh: dict[str, _Cached] = {}
         for path in files:
-            rel = path.relative_to(root).as_posix()
+            rel = path.relative_to(self.settings.posts_dir).as_posix()
             try:
                 st = path.stat()
             except OSError:
                 continue  # vanished between listing and reading: the next pass sees the truth
             key = (st.st_mtime_ns, st.st_size)
             cached = self._cache.get(rel)
-            if cached is None or cached.stat != key:
-                spec, problems = load_post(path, self.settings)
+            changed = cached is None or cached.stat != key
+            if changed:
+                spec, problems = load_post(path, self.settings, adapters=self._adapters)
                 cached = _Cached(key, spec, problems)
                 report.parsed += 1
-                for problem in problems:
-                    if problem.severity == "error":
-                        log.error("sync.file_invalid", file=rel, line=problem.line, field=problem.field,
-                                  problem=str(problem))
-                    else:
-                        log.warning("sync.file_warning", file=rel, line=problem.line, field=problem.field,
-                                    problem=str(problem))
             fresh[rel] = cached
-            if cached.spec is None:
-                bad.add(rel)
-                report.problems.extend(cached.problems)
-                continue
-            report.problems.extend(p for p in cached.problems if p.severity != "error")
+            problems = list(cached.problems)
             spec = cached.spec
-            if spec.id in seen:
-                problem = FileProblem(path, None, "id", f"post id {spec.id!r} is already used by {seen[spec.id]}")
-                report.problems.append(problem)
+            if spec is not None and spec.id in specs:
+                problems.append(duplicate_id(path, spec, self.settings.posts_dir / specs[spec.id].path))
+                spec = None
+            if changed:
+                for problem in problems:
+                    event = "sync.file_invalid" if problem.is_error else "sync.file_warning"
+                    getattr(log, "error" if problem.is_error else "warning")(
+                        event, file=rel, line=problem.line, field=problem.field, problem=str(problem))
+            report.problems.extend(problems)
+            if spec is None:
                 bad.add(rel)
-                if cached.stat != self._cache.get(rel, _Cached((0, 0), None, [])).stat:
-                    log.error("sync.file_invalid", file=rel, field="id", problem=str(problem))
-                continue
-            seen[spec.id] = rel
-            specs[spec.id] = spec
+            else:
+                specs[spec.id] = spec
         self._cache = fresh
         return specs, bad
 

@@ -113,7 +113,7 @@ def test_a_missing_posts_folder_cancels_nothing_and_says_so(workspace, engine):
     shutil.rmtree(workspace.root / "posts")
     with capture_logs() as logs:
         report = e.syncer.run()
-    assert report.error and "missing" in report.error
+    assert report.error and "does not exist" in report.error and "nothing was cancelled" in report.error
     assert e.one(post_id="a")["state"] == "pending"
     assert any(log["event"] == "sync.refused" and log["log_level"] == "error" for log in logs)
 
