@@ -6,6 +6,7 @@ return a `Receipt` or raise one of the typed errors below. The dispatcher decide
 
 from __future__ import annotations
 
+import copy
 import mimetypes
 import time
 from collections.abc import Callable, Mapping
@@ -122,10 +123,11 @@ class MemoryJob:
 
     @property
     def saved(self) -> Mapping[str, Any]:
-        return dict(self.state)
+        # A deep copy, as a database round trip would give: changing it must not change the checkpoint.
+        return copy.deepcopy(self.state)
 
     def save(self, state: Mapping[str, Any]) -> None:
-        self.state = dict(state)
+        self.state = copy.deepcopy(dict(state))
         if self.on_save is not None:
             self.on_save(self.state)
 

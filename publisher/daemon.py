@@ -82,6 +82,8 @@ class Daemon:
             log.error("sync.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
             raise
         self.last_sync = report
+        if report.skipped:  # another daemon holds the sync lock and syncs for everyone
+            return report
         with self.db.write() as conn:
             conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
                          .values(last_sync_at=utcnow(), seen_at=utcnow()))

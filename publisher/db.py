@@ -55,6 +55,23 @@ class Database:
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[bool]:
+        """PostgreSQL: hold a session advisory lock for the block, yielding False if another
+        process has it. SQLite serves one daemon, whose write transactions already serialise."""
+        if not self.is_postgres:
+            yield True
+            return
+        with self.engine.connect() as conn:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+            conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
     def migrate(self) -> None:
         """Bring the schema to the newest migration; safe when several daemons start at once."""
         from publisher.migrate import upgrade
@@ -107,7 +124,3 @@ def _file_lock(path: Path) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
-
-def try_advisory_lock(conn: Connection, key: int) -> bool:
-    """PostgreSQL: take a transaction-scoped advisory lock without waiting."""
-    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())

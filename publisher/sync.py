@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select, update
 
 from publisher import audit, logs, store
-from publisher.db import Database
+from publisher.db import SYNC_LOCK, Database
 from publisher.models import utcnow
 from publisher.occurrences import ONCE, next_occurrence, occurrence_time
 from publisher.posts import AdapterCache, PostSpec, duplicate_id, load_post, post_files
@@ -44,6 +44,7 @@ class Report:
     cancelled: int = 0
     problems: list[FileProblem] = field(default_factory=list)
     error: str | None = None  # the whole pass was refused (folder missing or suddenly empty)
+    skipped: bool = False  # another daemon holds the sync lock
 
     @property
     def changed(self) -> bool:
@@ -113,7 +114,14 @@ class Syncer:
     # --- converging the database --------------------------------------------------------------
 
     def run(self, now: datetime | None = None) -> Report:
-        now = now or utcnow()
+        """One pass. With several daemons on PostgreSQL, only the one holding the sync lock works;
+        the others skip the pass and keep sending."""
+        with self.db.exclusive(SYNC_LOCK) as mine:
+            if not mine:
+                return Report(skipped=True)
+            return self._run(now or utcnow())
+
+    def _run(self, now: datetime) -> Report:
         report = Report()
         read = self._read(report)
         if read is None:

@@ -1,0 +1,484 @@
+"""Meta Graph API plumbing shared by the Facebook and Instagram adapters (and Threads later).
+
+Graph reports failures in the JSON body (`{"error": {"code", "error_subcode", …}}`, HTTP 400 for
+most of them), so the HTTP status alone says little. This module maps each platform's error
+numbers to the typed errors through a per-platform table (subcode first, then code), reads the
+usage headers Meta sends with every answer, and gives adapters one `call` that puts the access
+token where Graph wants it and keeps it out of every error message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+import requests
+
+from adapters.base import (
+    AdapterError,
+    AuthExpired,
+    BaseAdapter,
+    ConfigError,
+    Job,
+    Media,
+    Message,
+    Problem,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from adapters.http import json_or_empty, request
+
+DEFAULT_VERSION = "v21.0"
+_VERSION_SHAPE = re.compile(r"^v\d+\.\d+$")
+
+# Usage headers give percentages of a rolling one-hour budget. Meta throttles at 100 %; stopping
+# a little before keeps a burst of posts from tipping the whole app into a block.
+BACKOFF_AT = 90.0
+# When a header shows high usage but no `estimated_time_to_regain_access`, the oldest calls in
+# the hour-long window have to age out; these waits are a judgement, not a Meta figure.
+NEAR_LIMIT_WAIT = 5 * 60.0
+AT_LIMIT_WAIT = 15 * 60.0
+
+# Facebook's anti-spam block ("you're posting too fast", 368/1390008) lasts hours, and posting
+# into it prolongs it; an hour keeps the daemon from knocking while the block is on.
+POSTING_TOO_FAST_WAIT = 60 * 60.0
+# Instagram's publishing cap is per rolling 24 h and Meta does not say when a slot frees; the
+# oldest post of the window ages out within a day. If this wait passes the delivery's
+# max_lateness, the dispatcher holds it as expired and a person decides.
+DAILY_CAP_WAIT = 6 * 60 * 60.0
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class Duplicate(Rejected):
+    """Graph refused the post as a duplicate of a recent one (Facebook 506 / 1366051).
+
+    A `Rejected`, so an adapter that does not handle it fails the delivery. An adapter that knows
+    an earlier attempt of the same delivery may have gone out settles it as published instead.
+    """
+
+
+class ContainerExpired(Transient):
+    """An Instagram/Threads container outlived its 24 hours (2207020): create it again.
+
+    A `Transient`, so a retry recreates it when the adapter does not do so at once.
+    """
+
+
+class Outcome(Enum):
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate limited"
+    AUTH = "credentials or permissions"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    CONTAINER_EXPIRED = "container expired"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one Graph error number means for a delivery."""
+
+    outcome: Outcome
+    why: str
+    wait: float | None = None  # seconds to wait when the answer's headers give no better figure
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """One platform's Graph error numbers. Subcodes are more specific, so they are looked up first."""
+
+    platform: str
+    subcodes: Mapping[int, Rule] = field(default_factory=dict)
+    codes: Mapping[int, Rule] = field(default_factory=dict)
+
+    def rule(self, code: int | None, subcode: int | None) -> Rule | None:
+        if subcode is not None and subcode in self.subcodes:
+            return self.subcodes[subcode]
+        if code is not None:
+            return self.codes.get(code)
+        return None
+
+    def extend(
+        self, platform: str, *, subcodes: Mapping[int, Rule] | None = None, codes: Mapping[int, Rule] | None = None
+    ) -> ErrorTable:
+        """A table for another platform: these numbers on top of this table's."""
+        return ErrorTable(platform, {**self.subcodes, **(subcodes or {})}, {**self.codes, **(codes or {})})
+
+
+def _each(numbers: Iterable[int], rule: Rule) -> dict[int, Rule]:
+    return {number: rule for number in numbers}
+
+
+_T, _RL, _AUTH, _REJ = Outcome.TRANSIENT, Outcome.RATE_LIMITED, Outcome.AUTH, Outcome.REJECTED
+
+# Permission errors (10, 200–299) say the token lacks a permission on this Page or account, not
+# that this post is wrong: every later post on the account would fail the same way. They are
+# mapped to AuthExpired so the dispatcher pauses the account for a person to re-grant access,
+# instead of burning through (and failing) each of its deliveries one by one.
+_PERMISSION = Rule(_AUTH, "the token lacks a permission for this action (re-grant it)")
+
+# What every Graph platform shares: Meta's generic codes from "Handling errors".
+GRAPH = ErrorTable(
+    "Graph",
+    subcodes={
+        458: Rule(_AUTH, "the app is no longer installed for this user"),
+        459: Rule(_AUTH, "the user is checkpointed: they must log in to Facebook first"),
+        460: Rule(_AUTH, "the password changed: the token was invalidated"),
+        463: Rule(_AUTH, "the access token has expired"),
+        464: Rule(_AUTH, "the user is unconfirmed: they must log in to Facebook first"),
+        467: Rule(_AUTH, "the access token is invalid"),
+    },
+    codes={
+        1: Rule(_T, "unknown Graph error"),
+        2: Rule(_T, "Graph service temporarily unavailable"),
+        341: Rule(_T, "application limit reached"),
+        368: Rule(_T, "temporarily blocked for policy violations"),
+        4: Rule(_RL, "app-level rate limit"),
+        17: Rule(_RL, "user-level rate limit"),
+        32: Rule(_RL, "Page-level rate limit"),
+        613: Rule(_RL, "custom rate limit"),
+        **_each([*range(80000, 80010), 80014], Rule(_RL, "business use case rate limit")),
+        190: Rule(_AUTH, "the access token is invalid or expired"),
+        102: Rule(_AUTH, "the session has expired"),
+        10: _PERMISSION,
+        **_each(range(200, 300), _PERMISSION),
+        100: Rule(_REJ, "invalid parameter"),
+    },
+)
+
+FACEBOOK = GRAPH.extend(
+    "Facebook",
+    subcodes={
+        1366051: Rule(Outcome.DUPLICATE, "duplicate of a recent post"),
+        # Meta's table lists 1609005 as a code; clients see it as a subcode of 100: both work.
+        1609005: Rule(_REJ, "Facebook could not fetch the link"),
+        1346003: Rule(_REJ, "blocked by Facebook's content policy"),
+        1404102: Rule(_REJ, "blocked by Facebook's community standards"),
+        1366046: Rule(_REJ, "the photo is too large or not a JPG/PNG"),
+        # Page Publishing Authorization: a person must complete it on the Page; every post waits.
+        1404078: Rule(_AUTH, "the Page needs publishing authorization"),
+        1390008: Rule(_RL, "posting too fast (anti-spam block)", wait=POSTING_TOO_FAST_WAIT),
+    },
+    codes={
+        506: Rule(Outcome.DUPLICATE, "duplicate of a recent post"),
+        1609005: Rule(_REJ, "Facebook could not fetch the link"),
+    },
+)
+
+# PLATFORMS.md's list, with the parent codes and the two further "try again" subcodes (2207001,
+# 2207008) of Meta's Instagram "Error Codes" reference.
+INSTAGRAM = GRAPH.extend(
+    "Instagram",
+    subcodes={
+        2207001: Rule(_T, "Instagram server error"),
+        2207003: Rule(_T, "timed out downloading the media"),
+        2207008: Rule(_T, "the media builder expired; try again"),
+        2207032: Rule(_T, "creating the media failed; try again"),
+        2207052: Rule(_T, "the media could not be fetched from its URL"),
+        2207053: Rule(_T, "unknown upload error"),
+        2207082: Rule(_T, "temporary Instagram error"),
+        2207027: Rule(_T, "the media is not ready to publish yet"),
+        2207004: Rule(_REJ, "the media file is too large"),
+        2207005: Rule(_REJ, "unsupported media format"),
+        2207009: Rule(_REJ, "unsupported aspect ratio (4:5 to 1.91:1)"),
+        2207010: Rule(_REJ, "the caption is too long"),
+        2207026: Rule(_REJ, "unsupported video format or length"),
+        2207028: Rule(_REJ, "invalid carousel (2 to 10 items)"),
+        2207050: Rule(_REJ, "the Instagram account is restricted or inactive"),
+        2207051: Rule(_REJ, "the action was blocked by Instagram (restricted)"),
+        2207042: Rule(_RL, "the daily publishing limit is reached", wait=DAILY_CAP_WAIT),
+        2207020: Rule(Outcome.CONTAINER_EXPIRED, "the media container expired"),
+    },
+    codes={
+        36003: Rule(_REJ, "unsupported aspect ratio (4:5 to 1.91:1)"),
+        36004: Rule(_REJ, "the caption is too long"),
+        9007: Rule(_T, "the media is not ready to publish yet"),
+    },
+)
+
+
+@dataclass(frozen=True)
+class GraphError:
+    """The fields of a Graph error body that matter here (`status` 0: not from an HTTP answer)."""
+
+    status: int
+    code: int | None = None
+    subcode: int | None = None
+    message: str = ""
+    user_msg: str = ""
+    fbtrace_id: str = ""
+    is_transient: bool | None = None
+
+    @classmethod
+    def parse(cls, status: int, payload: Any, text: str = "") -> GraphError:
+        error = payload.get("error") if isinstance(payload, Mapping) else None
+        if not isinstance(error, Mapping):
+            # Not a Graph answer (a proxy's HTML page, an empty body): only the status speaks.
+            return cls(status, message=" ".join(text.split())[:200])
+        transient = error.get("is_transient")
+        return cls(
+            status,
+            code=_int(error.get("code")),
+            subcode=_int(error.get("error_subcode")),
+            message=str(error.get("message") or ""),
+            user_msg=str(error.get("error_user_msg") or ""),
+            fbtrace_id=str(error.get("fbtrace_id") or ""),
+            is_transient=transient if isinstance(transient, bool) else None,
+        )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fallback(error: GraphError) -> Rule:
+    """A number the table does not know: go by what Graph and HTTP say about it."""
+    if error.status == 429:
+        return Rule(_RL, "rate limited")
+    if error.status >= 500 or error.is_transient:
+        return Rule(_T, "Graph server error")
+    if error.status == 401:
+        return Rule(_AUTH, "credentials rejected")
+    return Rule(_REJ, "refused")
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    payload: Any,
+    table: ErrorTable,
+    *,
+    text: str = "",
+    secrets: Iterable[str] = (),
+) -> AdapterError:
+    """The typed error for one failed Graph answer."""
+    return to_error(GraphError.parse(status, payload, text), table, wait=usage_wait(headers), secrets=secrets)
+
+
+def to_error(
+    error: GraphError, table: ErrorTable, *, wait: float | None = None, secrets: Iterable[str] = ()
+) -> AdapterError:
+    """The typed error for a Graph error, wherever it was reported (an answer, a container).
+
+    `wait` is what the answer's usage headers asked for; a rule's own wait is a floor under it.
+    """
+    rule = table.rule(error.code, error.subcode) or _fallback(error)
+    numbers = "/".join(str(n) for n in (error.code, error.subcode) if n is not None) or "no code"
+    where = f" HTTP {error.status}" if error.status else ""
+    message = f"{table.platform}{where} error {numbers} ({rule.why})"
+    detail = error.user_msg or error.message
+    if detail:
+        message += f": {detail}"
+    if error.fbtrace_id:
+        message += f" [fbtrace_id {error.fbtrace_id}]"
+    message = redact(message, secrets)
+    status = error.status or None
+    if rule.outcome is Outcome.RATE_LIMITED:
+        waits = [w for w in (wait, rule.wait) if w is not None]
+        return RateLimited(message, retry_after=max(waits) if waits else None, http_status=status)
+    if rule.outcome is Outcome.TRANSIENT:
+        return Transient(message, retry_after=wait, http_status=status)
+    if rule.outcome is Outcome.CONTAINER_EXPIRED:
+        return ContainerExpired(message, http_status=status)
+    if rule.outcome is Outcome.AUTH:
+        return AuthExpired(message, http_status=status)
+    if rule.outcome is Outcome.DUPLICATE:
+        return Duplicate(message, http_status=status)
+    return Rejected(message, http_status=status)
+
+
+_TOKEN_PARAM = re.compile(r"(access_token=)[^&\s\"']+")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every secret value, and any `access_token=` query value, masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _TOKEN_PARAM.sub(r"\1***", text)
+
+
+# --- usage headers -----------------------------------------------------------------------------
+
+
+def usage_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds to hold off, from `X-App-Usage` and `X-Business-Use-Case-Usage`; None = carry on.
+
+    Meta's own `estimated_time_to_regain_access` (minutes) wins; otherwise a usage percentage
+    at or above `BACKOFF_AT` earns a short wait before Meta starts throttling.
+    """
+    highest = 0.0
+    regain: list[float] = []
+    app = _header_json(headers, "X-App-Usage")
+    if isinstance(app, Mapping):
+        highest = max(highest, _peak(app))
+    business = _header_json(headers, "X-Business-Use-Case-Usage")
+    if isinstance(business, Mapping):
+        for entries in business.values():
+            for entry in entries if isinstance(entries, list) else []:
+                if not isinstance(entry, Mapping):
+                    continue
+                highest = max(highest, _peak(entry))
+                minutes = _number(entry.get("estimated_time_to_regain_access"))
+                if minutes:
+                    regain.append(minutes * 60.0)
+    if regain:
+        return max(regain)
+    if highest >= 100:
+        return AT_LIMIT_WAIT
+    if highest >= BACKOFF_AT:
+        return NEAR_LIMIT_WAIT
+    return None
+
+
+def _header_json(headers: Mapping[str, str], name: str) -> Any:
+    value = headers.get(name)
+    if not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _peak(usage: Mapping[str, Any]) -> float:
+    values = [_number(usage.get(key)) for key in ("call_count", "total_cputime", "total_time")]
+    return max((v for v in values if v is not None), default=0.0)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- text and checkpoints ----------------------------------------------------------------------
+
+
+def text_with_link(message: Message) -> str:
+    """The text as a media post sends it: media endpoints take no `link`, so it joins the text."""
+    if message.link and message.media and message.link not in message.text:
+        return f"{message.text.rstrip()}\n\n{message.link}".lstrip()
+    return message.text
+
+
+def same_text(ours: str, theirs: str) -> bool:
+    """Whether a post found on the platform carries our text (line endings and spacing aside)."""
+    return " ".join(ours.split()) == " ".join(theirs.split())
+
+
+def still_valid(saved: Any, media: Sequence[Media]) -> list[dict[str, str]]:
+    """Per-item ids saved by an earlier attempt (`{"file", "id"}`) that still fit these media.
+
+    Only the leading run whose files match in order is kept: an edited post starts over there.
+    """
+    kept: list[dict[str, str]] = []
+    for entry, item in zip(saved or [], media):
+        if not isinstance(entry, Mapping) or entry.get("file") != item.file or not entry.get("id"):
+            break
+        kept.append({"file": item.file, "id": str(entry["id"])})
+    return kept
+
+
+def checkpoint(job: Job, *, drop: Iterable[str] = (), **changes: Any) -> None:
+    """Commit the job's saved state with `changes` applied (`Job.save` replaces the whole state)."""
+    dropped = set(drop)
+    state = {key: value for key, value in job.saved.items() if key not in dropped}
+    state.update(changes)
+    job.save(state)
+
+
+# --- the adapter base --------------------------------------------------------------------------
+
+
+class GraphAdapter(BaseAdapter):
+    """What every Graph adapter shares: versioned URLs, the token, usage back-off, error mapping.
+
+    Subclasses declare `errors` (their `ErrorTable`) and `host`; the account may set
+    `graph_version` (default `DEFAULT_VERSION`).
+    """
+
+    errors: ClassVar[ErrorTable] = GRAPH
+    host: ClassVar[str] = "https://graph.facebook.com"
+    default_version: ClassVar[str] = DEFAULT_VERSION
+
+    def __init__(self, account: Mapping[str, Any], http: requests.Session) -> None:
+        super().__init__(account, http)
+        missing = [key for key in self.required if account.get(key) in (None, "")]
+        if missing:
+            raise ConfigError(f"{self.platform} needs {', '.join(missing)}")
+        self.version = str(account.get("graph_version") or self.default_version)
+        if not _VERSION_SHAPE.match(self.version):
+            raise ConfigError(f"graph_version {self.version!r} is not of the form v21.0")
+        self.api_host = self.host
+        # Wall clock, replaceable in tests (lookup windows, token ages, usage holds).
+        self.clock: Callable[[], float] = time.time
+        # Set from usage headers; the adapter lives as long as its account, so a high figure
+        # seen on one delivery also slows the next one down.
+        self._hold_until = 0.0
+
+    @classmethod
+    def account_problems(cls, account: Mapping[str, Any]) -> list[Problem]:
+        problems = super().account_problems(account)
+        version = account.get("graph_version")
+        if version and not _VERSION_SHAPE.match(str(version)):
+            problems.append(Problem("graph_version", f"{version!r} is not of the form v21.0"))
+        return problems
+
+    def access_token(self) -> str:
+        return str(self.account["token"])
+
+    def graph_url(self, path: str, host: str | None = None) -> str:
+        return self.url(f"{host or self.api_host}/{self.version}/", path.lstrip("/"))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        files: Mapping[str, Any] | None = None,
+        host: str | None = None,
+    ) -> dict[str, Any]:
+        """One Graph request; the answer's JSON object, or the typed error for its failure.
+
+        The token travels as the `access_token` query parameter on reads and as a form field on
+        writes (multipart too), as Graph documents. The URL is never put in an error message.
+        """
+        hold = self._hold_until - self.clock()
+        if hold > 0:
+            # Nothing is sent: every step before this one is already saved by the caller.
+            raise RateLimited(
+                f"{self.errors.platform} usage is near Meta's limit; holding off {hold:.0f}s", retry_after=hold
+            )
+        token = self.access_token()
+        if method == "GET":
+            params = {**(params or {}), "access_token": token}
+        else:
+            data = {**(data or {}), "access_token": token}
+        response = request(
+            self.http, method, self.graph_url(path, host), timeout=self.timeout,
+            params=params, data=data, files=files,
+        )
+        wait = usage_wait(response.headers)
+        if wait:
+            self._hold_until = self.clock() + wait
+        payload = json_or_empty(response)
+        if 200 <= response.status_code < 300 and not (isinstance(payload, dict) and "error" in payload):
+            # A success without a JSON object is returned empty; callers that need an id check.
+            return payload if isinstance(payload, dict) else {}
+        raise classify(
+            response.status_code, response.headers, payload, self.errors, text=response.text, secrets=(token,)
+        )
