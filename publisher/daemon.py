@@ -7,26 +7,30 @@ moment the next delivery becomes ready, and a finished send wakes it at once.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import socket
-import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
 
 from adapters.outbox import OutboxAdapter
-from publisher import logs
+from publisher import faults, logs
 from publisher.db import Database
 from publisher.dispatch import CountingSession, Dispatcher, Outcome
 from publisher.models import Daemon as DaemonRow
+from publisher.models import Delivery
 from publisher.models import utcnow
-from publisher.settings import AccountSettings, Settings
+from publisher.notify import Notifier
+from publisher.problems import ConfigInvalid
+from publisher.settings import AccountSettings, Settings, load_settings
 from publisher.states import State
 from publisher.sync import Report, Syncer
 
@@ -36,6 +40,7 @@ DISPATCH_FALLBACK = timedelta(seconds=2)  # a safety net; normal wake-ups are ex
 REAP_EVERY = timedelta(seconds=5)
 SEEN_EVERY = timedelta(seconds=5)
 DAEMONS = DaemonRow.__table__
+D = Delivery.__table__
 
 
 def safe_url(url: str) -> str:
@@ -51,8 +56,9 @@ def dry_run_settings(settings: Settings) -> Settings:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, dry_run: bool = False) -> None:
+    def __init__(self, settings: Settings, *, dry_run: bool = False, notifier: Notifier | None = None) -> None:
         self.dry_run = dry_run
+        self.notifier = notifier or Notifier()
         self.settings = dry_run_settings(settings) if dry_run else settings
         self.db = Database(self.settings.database, pool_size=self.settings.concurrency + 4)
         self.syncer = Syncer(self.db, self.settings)
@@ -72,6 +78,9 @@ class Daemon:
         self._kick_lock = threading.Lock()
         self._dispatching = False
         self._again = False
+        # When the dispatch job last finished a pass: the watchdog pings only while this is fresh.
+        self.last_dispatch = time.monotonic()
+        self._reload_requested = threading.Event()
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -114,6 +123,7 @@ class Daemon:
             pass
 
     def _dispatch_job(self) -> None:
+        faults.point("dispatch")
         with self._kick_lock:
             self._dispatching = True
             self._again = False
@@ -137,6 +147,7 @@ class Daemon:
                 wake = None
             if wake is not None and wake < when:
                 when = wake
+        self.last_dispatch = time.monotonic()
         self._schedule_dispatch(when)
 
     def _reap_job(self) -> None:
@@ -156,11 +167,54 @@ class Daemon:
         try:
             with self.db.write() as conn:
                 conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner).values(seen_at=utcnow()))
+                counts = dict(conn.execute(select(D.c.state, func.count()).group_by(D.c.state)).all())
         except Exception as exc:
             log.error("daemon.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
             return
+        self.notifier.status(", ".join(f"{state} {counts.get(state, 0)}" for state in STATUS_STATES))
         for hook in self.tick_hooks:
             hook()
+
+    def healthy(self) -> bool:
+        """Dispatch has finished a pass lately (it runs at least every DISPATCH_FALLBACK)."""
+        return time.monotonic() - self.last_dispatch < max(3 * DISPATCH_FALLBACK.total_seconds(), 10.0)
+
+    def _watchdog_job(self) -> None:
+        # Pinging from the scheduler thread, and only while dispatch is healthy, means a stuck
+        # scheduler or a stuck dispatcher both stop the pings and systemd restarts the service.
+        if self.healthy():
+            self.notifier.ping()
+        else:
+            log.error("daemon.unhealthy", note="dispatch has not finished a pass; watchdog pings withheld",
+                      seconds_since=round(time.monotonic() - self.last_dispatch, 1))
+
+    # --- reloading ----------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """SIGHUP: read siar.toml and .env again; a broken configuration leaves the old in force."""
+        try:
+            fresh = load_settings(self.settings.config_dir)
+        except ConfigInvalid as exc:
+            for problem in exc.problems:
+                log.error("config.reload_invalid", problem=str(problem))
+            log.error("config.reload_failed", note="the configuration in force is kept")
+            return False
+        if self.dry_run:
+            fresh = dataclasses.replace(fresh, database=self.settings.database)
+        for field in ("database", "concurrency"):
+            if getattr(fresh, field) != getattr(self.settings, field):
+                log.warning("config.reload_needs_restart", field=field)
+                fresh = dataclasses.replace(fresh, **{field: getattr(self.settings, field)})
+        self.settings = fresh
+        self.syncer.reload(fresh)
+        self.dispatcher.reload(fresh)
+        try:
+            self.scheduler.reschedule_job("sync", trigger="interval", seconds=fresh.sync_every.total_seconds())
+        except Exception:
+            pass
+        log.info("config.reloaded", accounts=len(fresh.accounts))
+        self.kick()
+        return True
 
     def _dry_run_adapter(self, account: AccountSettings) -> OutboxAdapter:
         folder = self.settings.state_dir / "dry-run" / "outbox" / account.name
@@ -206,17 +260,25 @@ class Daemon:
         self.scheduler.add_job(self._reap_job, "interval", id="reap", seconds=REAP_EVERY.total_seconds())
         self.scheduler.add_job(self._renew_job, "interval", id="renew",
                                seconds=max(1.0, self.settings.lease.total_seconds() / 4))
-        self.scheduler.add_job(self._seen_job, "interval", id="seen", seconds=SEEN_EVERY.total_seconds())
+        self.scheduler.add_job(self._seen_job, "interval", id="seen", seconds=SEEN_EVERY.total_seconds(),
+                               next_run_time=now)
+        if self.notifier.watchdog is not None:
+            self.scheduler.add_job(self._watchdog_job, "interval", id="watchdog",
+                                   seconds=max(0.5, self.notifier.watchdog.total_seconds() / 3), next_run_time=now)
         self.scheduler.start()
         for hook in self.ready_hooks:
             hook()
+        self.notifier.ready("running")
         log.info("daemon.ready")
         while not self.stop_requested.wait(0.5):
-            pass
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
         return self.shutdown()
 
     def shutdown(self) -> int:
         log.info("daemon.stopping", in_flight=self.dispatcher.busy)
+        self.notifier.stopping()
         self.stop_requested.set()
         try:
             self.scheduler.pause()
@@ -241,6 +303,8 @@ class Daemon:
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        # The handler only flags; the main loop reloads, outside the signal context.
+        signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
 
     def run_once(self) -> tuple[Report, list[Outcome]]:
         """Sync, send what is due now (waiting for each send), and return; retries due later wait."""
@@ -261,3 +325,4 @@ class Daemon:
 
 
 NEEDS_ATTENTION = (State.FAILED, State.UNKNOWN, State.PAUSED, State.HELD)
+STATUS_STATES = ("pending", "retrying", "sending", "published", "failed", "unknown", "paused", "held")

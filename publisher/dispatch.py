@@ -144,6 +144,11 @@ class Dispatcher:
         self._adapters: dict[str, BaseAdapter] = {}
         self.outcomes: list[Outcome] = []
 
+    def reload(self, settings: Settings) -> None:
+        """New settings (SIGHUP): adapters are rebuilt on next use; sends in flight keep theirs."""
+        self.settings = settings
+        self._adapters = {}
+
     # --- adapters ---------------------------------------------------------------------------
 
     def adapter_for(self, name: str) -> BaseAdapter:

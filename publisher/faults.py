@@ -1,13 +1,17 @@
 """Named fault points for the crash tests: `SIAR_FAULTS="after_publish=kill"` kills the process
-with SIGKILL at that point, exactly as a power cut would. Unset (always, in production), each
+with SIGKILL at that point, exactly as a power cut would; `dispatch=hang@3` makes the dispatcher
+hang at that point from 3 s after start (the watchdog test). Unset (always, in production), each
 point is one dictionary lookup."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
-POINTS = ("after_claim", "after_sending", "after_publish")  # after_publish: answered, not recorded
+POINTS = ("after_claim", "after_sending", "after_publish", "dispatch")  # after_publish: answered, not recorded
+_STARTED = time.monotonic()
 
 
 def _parse(value: str) -> dict[str, str]:
@@ -23,5 +27,13 @@ _PLAN = _parse(os.environ.get("SIAR_FAULTS", ""))
 
 def point(name: str) -> None:
     """Act on the fault planned for `name`, if any."""
-    if _PLAN.get(name) == "kill":
+    action = _PLAN.get(name)
+    if action is None:
+        return
+    action, _, after = action.partition("@")
+    if after and time.monotonic() - _STARTED < float(after):
+        return
+    if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "hang":
+        threading.Event().wait()

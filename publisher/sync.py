@@ -68,6 +68,12 @@ class Syncer:
         self._cache: dict[str, _Cached] = {}
         self._adapters = AdapterCache(settings)
 
+    def reload(self, settings: Settings) -> None:
+        """New settings (SIGHUP): parse every file again, since accounts may have changed."""
+        self.settings = settings
+        self._cache = {}
+        self._adapters = AdapterCache(settings)
+
     # --- reading the folder -----------------------------------------------------------------
 
     def _read(self, report: Report) -> tuple[dict[str, PostSpec], set[str]] | None:
