@@ -27,6 +27,7 @@ from publisher.db import Database
 from publisher.dispatch import CountingSession, Dispatcher, Outcome
 from publisher.models import Daemon as DaemonRow
 from publisher.models import Delivery
+from publisher.metrics import Metrics
 from publisher.models import utcnow
 from publisher.notify import Notifier
 from publisher.problems import ConfigInvalid
@@ -56,7 +57,8 @@ def dry_run_settings(settings: Settings) -> Settings:
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, dry_run: bool = False, notifier: Notifier | None = None) -> None:
+    def __init__(self, settings: Settings, *, dry_run: bool = False, notifier: Notifier | None = None,
+                 metrics_address: str | None = None) -> None:
         self.dry_run = dry_run
         self.notifier = notifier or Notifier()
         self.settings = dry_run_settings(settings) if dry_run else settings
@@ -81,6 +83,12 @@ class Daemon:
         # When the dispatch job last finished a pass: the watchdog pings only while this is fresh.
         self.last_dispatch = time.monotonic()
         self._reload_requested = threading.Event()
+        self.metrics_address = metrics_address or self.settings.metrics
+        self.metrics: Metrics | None = None
+        self._metrics_server: Any = None
+        if self.metrics_address:
+            self.metrics = Metrics(self.db)
+            self.dispatcher.observers.append(self.metrics.observe)
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -93,6 +101,8 @@ class Daemon:
         self.last_sync = report
         if report.skipped:  # another daemon holds the sync lock and syncs for everyone
             return report
+        if self.metrics is not None and report.error is None:
+            self.metrics.synced()
         with self.db.write() as conn:
             conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
                          .values(last_sync_at=utcnow(), seen_at=utcnow()))
@@ -177,7 +187,7 @@ class Daemon:
 
     def healthy(self) -> bool:
         """Dispatch has finished a pass lately (it runs at least every DISPATCH_FALLBACK)."""
-        return time.monotonic() - self.last_dispatch < max(3 * DISPATCH_FALLBACK.total_seconds(), 10.0)
+        return time.monotonic() - self.last_dispatch < 3 * DISPATCH_FALLBACK.total_seconds()
 
     def _watchdog_job(self) -> None:
         # Pinging from the scheduler thread, and only while dispatch is healthy, means a stuck
@@ -239,6 +249,9 @@ class Daemon:
     def prepare(self) -> None:
         self.db.migrate()
         self._register()
+        if self.metrics is not None and self.metrics_address:
+            self._metrics_server = self.metrics.serve(self.metrics_address)
+            log.info("metrics.serving", address=self.metrics_address)
         log.info("daemon.started", owner=self.dispatcher.owner, database=safe_url(self.settings.database),
                  accounts=len(self.settings.accounts), timezone=str(self.settings.timezone),
                  dry_run=self.dry_run, concurrency=self.settings.concurrency)
@@ -293,6 +306,8 @@ class Daemon:
         except Exception:
             pass
         self._unregister()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         self.db.dispose()
         log.info("daemon.stopped")
         return 0

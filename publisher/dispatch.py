@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -113,12 +114,27 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class DispatchEvent:
+    """What observers (metrics) hear: a recorded transition, or an error an adapter raised."""
+
+    kind: str  # "recorded" or "error"
+    row: Mapping[str, Any]
+    event: str | None = None
+    state: State | None = None
+    at: datetime | None = None
+    latency: float | None = None  # seconds from the request leaving to the answer recorded
+    error_class: str | None = None
+    wait: float | None = None  # the platform's own wait, for rate limits
+
+
 @dataclass
 class _InFlight:
     lease: store.Lease
     account: str
     future: Future[Outcome] | None = None
     lost: bool = field(default=False)
+    sending_at: float | None = None  # monotonic time the request was about to leave
 
 
 class Dispatcher:
@@ -143,6 +159,7 @@ class Dispatcher:
         self._inflight: dict[int, _InFlight] = {}
         self._adapters: dict[str, BaseAdapter] = {}
         self.outcomes: list[Outcome] = []
+        self.observers: list[Callable[[DispatchEvent], None]] = []
 
     def reload(self, settings: Settings) -> None:
         """New settings (SIGHUP): adapters are rebuilt on next use; sends in flight keep theirs."""
@@ -273,35 +290,45 @@ class Dispatcher:
         faults.point("after_sending")
         job = DbJob(self, lease, row, attempt)
         sent_before = getattr(adapter.http, "sent", 0)
+        with self._lock:
+            flight = self._inflight.get(delivery_id)
+            if flight is not None:
+                flight.sending_at = time.monotonic()
         try:
             receipt = adapter.publish(message, job)
         except LeaseLost:
             bound.warning("delivery.lease_lost", step="publish")
             return Outcome(delivery_id, None)
-        except RateLimited as exc:
-            if exc.retry_after:
-                with self.db.write() as conn:
-                    store.set_account(conn, row["account"], not_before=utcnow() + timedelta(seconds=exc.retry_after))
-            return self._retry(row, lease, bound, attempt, exc)
-        except Transient as exc:
-            return self._retry(row, lease, bound, attempt, exc)
-        except AuthExpired as exc:
-            return self._pause(row, lease, bound, str(exc), attempt=attempt, http_status=exc.http_status)
-        except Rejected as exc:
-            return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
-                                http_status=exc.http_status, error=str(exc))
-        except MaybeSent as exc:
-            return self._reconcile(row, lease, bound, adapter, message, job, str(exc), attempt)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            if getattr(adapter.http, "sent", 0) > sent_before:
-                bound.error("delivery.adapter_error", error=redact(error), exc_info=exc)
-                return self._reconcile(row, lease, bound, adapter, message, job, error, attempt)
-            bound.error("delivery.adapter_error", error=redact(error), exc_info=exc, sent=False)
-            return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
-                                error=f"adapter failed before sending: {error}")
+            self._emit(DispatchEvent("error", row, error_class=type(exc).__name__,
+                                     wait=getattr(exc, "retry_after", None)))
+            may_have_sent = getattr(adapter.http, "sent", 0) > sent_before
+            return self._failed_attempt(row, lease, bound, adapter, message, job, attempt, exc, may_have_sent)
         faults.point("after_publish")
         return self._published(row, lease, bound, receipt, attempt)
+
+    def _failed_attempt(self, row: RowMapping, lease: store.Lease, bound: Any, adapter: BaseAdapter,
+                        message: Message, job: DbJob, attempt: int, exc: Exception,
+                        may_have_sent: bool) -> Outcome:
+        """The adapter raised: the error's type says what happens next (DESIGN.md §5)."""
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            with self.db.write() as conn:
+                store.set_account(conn, row["account"], not_before=utcnow() + timedelta(seconds=exc.retry_after))
+        if isinstance(exc, Transient):
+            return self._retry(row, lease, bound, attempt, exc)
+        if isinstance(exc, AuthExpired):
+            return self._pause(row, lease, bound, str(exc), attempt=attempt, http_status=exc.http_status)
+        if isinstance(exc, Rejected):
+            return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                                http_status=exc.http_status, error=str(exc))
+        if isinstance(exc, MaybeSent):
+            return self._reconcile(row, lease, bound, adapter, message, job, str(exc), attempt)
+        error = f"{type(exc).__name__}: {exc}"
+        bound.error("delivery.adapter_error", error=redact(error), exc_info=exc, sent=may_have_sent)
+        if may_have_sent:  # an unexpected error after a request left: the platform may have acted
+            return self._reconcile(row, lease, bound, adapter, message, job, error, attempt)
+        return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
+                            error=f"adapter failed before sending: {error}")
 
     # --- recording ----------------------------------------------------------------------------
 
@@ -323,11 +350,23 @@ class Dispatcher:
         if not ok:
             bound.warning("delivery.lease_lost", step=event)
             return Outcome(int(row["id"]), None)
+        with self._lock:
+            flight = self._inflight.get(lease.delivery_id)
+            started = flight.sending_at if flight is not None else None
+        self._emit(DispatchEvent("recorded", row, event=event, state=state, at=now,
+                                 latency=time.monotonic() - started if started is not None else None))
         level = "info" if state in (State.PUBLISHED, State.RETRYING) else "warning"
         context = {"attempt": attempt, "http_status": http_status, "error": error, **(detail or {})}
         getattr(bound, level)(f"delivery.{event}", state=state.value,
                               **{k: v for k, v in context.items() if v is not None})
         return Outcome(int(row["id"]), state, error)
+
+    def _emit(self, event: DispatchEvent) -> None:
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception as exc:  # an observer must never break a send
+                log.error("dispatch.observer_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _published(self, row: RowMapping, lease: store.Lease, bound: Any, receipt: Receipt, attempt: int,
                    event: str = "published") -> Outcome:

@@ -71,6 +71,13 @@ def _positive(delta: timedelta) -> timedelta:
     return delta
 
 
+def _listen_address(value: str) -> str:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as '127.0.0.1:9464', got {value!r}")
+    return value
+
+
 def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -112,6 +119,7 @@ class _DaemonTable(StrictModel):
     http_timeout: PositiveDuration = timedelta(seconds=30)
     shutdown_grace: Duration = timedelta(seconds=30)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    metrics: Annotated[StrictStr, AfterValidator(_listen_address)] | None = None
 
 
 class _RetryTable(StrictModel):
@@ -175,6 +183,7 @@ class Settings:
     http_timeout: timedelta
     shutdown_grace: timedelta
     log_level: str
+    metrics: str | None = None  # HOST:PORT for the Prometheus endpoint; off when None
     retry: RetryPolicy
     accounts: dict[str, AccountSettings]
     warnings: tuple[FileProblem, ...] = ()  # worth telling, not worth refusing
@@ -303,13 +312,26 @@ class _Loader:
             name = match.group(1)
             resolved = self.environ.get(name)
             if resolved is None:
+                resolved = self._credential(name)
+            if resolved is None:
                 self.unresolved.add(path)
-                self.problem(path, f"${{{name}}} is not set in the environment or in {ENV_FILE}")
+                self.problem(path, f"${{{name}}} is not set in the environment, in {ENV_FILE} "
+                                   "or as a systemd credential")
                 return match.group()
             REDACTOR.add(resolved)
             return resolved
 
         return _ENV_REFERENCE.sub(substitute, value)
+
+    def _credential(self, name: str) -> str | None:
+        """systemd's LoadCredential=NAME:… puts the secret in $CREDENTIALS_DIRECTORY/NAME."""
+        folder = self.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            return None
+        try:
+            return (Path(folder) / name).read_text().rstrip("\n")
+        except OSError:
+            return None
 
     def _accounts(self, tables: Any) -> dict[str, AccountSettings]:
         accounts: dict[str, AccountSettings] = {}
@@ -435,6 +457,7 @@ class _Loader:
             http_timeout=daemon.http_timeout,
             shutdown_grace=daemon.shutdown_grace,
             log_level=daemon.log_level,
+            metrics=daemon.metrics,
             retry=RetryPolicy(
                 attempts=retry.attempts, first_delay=retry.first_delay, max_delay=retry.max_delay
             ),

@@ -15,7 +15,7 @@ from tests.unit.data import HOOK_SECRET, SETTINGS, make_config
 
 KNOWN_PLATFORMS = ", ".join(registry.known())
 DAEMON_KEYS = (
-    "concurrency, database, http_timeout, lease, log_level, max_lateness, media, media_url, "
+    "concurrency, database, http_timeout, lease, log_level, max_lateness, media, media_url, metrics, "
     "posts, shutdown_grace, state, sync_every, timezone"
 )
 
@@ -238,8 +238,8 @@ BROKEN = [
     pytest.param(
         '[accounts.hook]\nplatform = "webhook"\nurl = "https://h.example.go.id/${HOOK_PATH}"\nsecret = "${MISSING_SECRET}"\n',
         [
-            "{file}:3: error: accounts.hook.url: ${{HOOK_PATH}} is not set in the environment or in .env",
-            "{file}:4: error: accounts.hook.secret: ${{MISSING_SECRET}} is not set in the environment or in .env",
+            "{file}:3: error: accounts.hook.url: ${{HOOK_PATH}} is not set in the environment, in .env or as a systemd credential",
+            "{file}:4: error: accounts.hook.secret: ${{MISSING_SECRET}} is not set in the environment, in .env or as a systemd credential",
         ],
         id="a missing VAR names the key and the variable",
     ),
@@ -418,3 +418,18 @@ def test_an_account_file_path_is_resolved_against_the_config_folder(tmp_path):
     (tmp_path / "siar.toml").write_text('[accounts.arsip]\nplatform = "outbox"\nfolder = "kiriman/arsip"\n')
     settings = load_settings(tmp_path, environ={})
     assert settings.accounts["arsip"].values["folder"] == str(tmp_path / "kiriman" / "arsip")
+
+
+def test_a_variable_missing_from_the_environment_is_read_from_a_systemd_credential(tmp_path):
+    from publisher.redact import REDACTOR
+    from publisher.settings import load_settings
+
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "HOOK_SECRET").write_text("from-a-credential-file\n")
+    (tmp_path / "siar.toml").write_text(
+        '[accounts.hook]\nplatform = "webhook"\nurl = "https://h.example.go.id"\nsecret = "${HOOK_SECRET}"\n'
+    )
+    settings = load_settings(tmp_path, environ={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert settings.accounts["hook"].values["secret"] == "from-a-credential-file"
+    assert REDACTOR("x from-a-credential-file y") == "x *** y"
