@@ -1,4 +1,4 @@
-"""Meta Graph API plumbing shared by the Facebook and Instagram adapters (and Threads later).
+"""Meta Graph API plumbing shared by the Facebook, Instagram and Threads adapters.
 
 Graph reports failures in the JSON body (`{"error": {"code", "error_subcode", …}}`, HTTP 400 for
 most of them), so the HTTP status alone says little. This module maps each platform's error
@@ -52,6 +52,10 @@ POSTING_TOO_FAST_WAIT = 60 * 60.0
 # oldest post of the window ages out within a day. If this wait passes the delivery's
 # max_lateness, the dispatcher holds it as expired and a person decides.
 DAILY_CAP_WAIT = 6 * 60 * 60.0
+# Threads answers 24/4279009 "Media Not Found" when threads_publish comes too soon after the
+# container was made, even once its status says FINISHED. Meta's "Threads Posts" guide advises
+# waiting on average 30 seconds before publishing a container.
+THREADS_SETTLE_WAIT = 30.0
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -203,6 +207,18 @@ INSTAGRAM = GRAPH.extend(
     },
 )
 
+# Threads (graph.threads.net) speaks the Graph error format with Meta's shared codes; on top, the
+# permanent numbers of PLATFORMS.md and the "not visible yet" subcode clients meet in production
+# (Postiz, trypost: 24/4279009 right after a container turned FINISHED).
+THREADS = GRAPH.extend(
+    "Threads",
+    subcodes={
+        2207051: Rule(_REJ, "the action was blocked by Threads (restricted)"),
+        4279013: Rule(_REJ, "Threads blocked this post or account"),
+        4279009: Rule(_T, "the container is not visible to publish yet", wait=THREADS_SETTLE_WAIT),
+    },
+)
+
 
 @dataclass(frozen=True)
 class GraphError:
@@ -270,7 +286,8 @@ def to_error(
 ) -> AdapterError:
     """The typed error for a Graph error, wherever it was reported (an answer, a container).
 
-    `wait` is what the answer's usage headers asked for; a rule's own wait is a floor under it.
+    `wait` is what the answer's usage headers asked for; a rule's own wait is a floor under it
+    (for a rate limit or a passing failure alike).
     """
     rule = table.rule(error.code, error.subcode) or _fallback(error)
     numbers = "/".join(str(n) for n in (error.code, error.subcode) if n is not None) or "no code"
@@ -283,11 +300,12 @@ def to_error(
         message += f" [fbtrace_id {error.fbtrace_id}]"
     message = redact(message, secrets)
     status = error.status or None
+    waits = [w for w in (wait, rule.wait) if w is not None]
+    longest = max(waits) if waits else None
     if rule.outcome is Outcome.RATE_LIMITED:
-        waits = [w for w in (wait, rule.wait) if w is not None]
-        return RateLimited(message, retry_after=max(waits) if waits else None, http_status=status)
+        return RateLimited(message, retry_after=longest, http_status=status)
     if rule.outcome is Outcome.TRANSIENT:
-        return Transient(message, retry_after=wait, http_status=status)
+        return Transient(message, retry_after=longest, http_status=status)
     if rule.outcome is Outcome.CONTAINER_EXPIRED:
         return ContainerExpired(message, http_status=status)
     if rule.outcome is Outcome.AUTH:
