@@ -30,6 +30,10 @@ class Failure(Exception):
     """A command could not do its work; the message is for the operator."""
 
 
+class Usage(Exception):
+    """A value the parser could not judge was malformed (exit 2, like argparse's own errors)."""
+
+
 # --- plumbing ------------------------------------------------------------------------------------
 
 
@@ -55,7 +59,7 @@ def _parse_since(value: str, settings: Settings) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise Failure(f"--since: expected an ISO time (2026-11-25T08:00) or a duration (24h), got {value!r}")
+        raise Usage(f"--since: expected an ISO time (2026-11-25T08:00) or a duration (24h), got {value!r}")
     if when.tzinfo is None:
         when = when.replace(tzinfo=settings.timezone)
     return when.astimezone(timezone.utc)
@@ -69,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.configure(settings.log_level)
-    daemon = Daemon(settings, dry_run=args.dry_run)
+    daemon = Daemon(settings, dry_run=args.dry_run, metrics_address=args.metrics)
     if not args.once:
         return daemon.run_forever()
     report, outcomes = daemon.run_once()
@@ -176,7 +180,10 @@ def _print_changes(changes: Sequence[operator.Change]) -> int:
             _print(f"delivery {c.delivery_id} ({c.account}): left {c.before}: {c.note}")
         else:
             _print(f"delivery {c.delivery_id} ({c.account}): {c.before} -> {c.after}")
-    return OK if changes and all(c.after for c in changes) else PROBLEMS
+    # A post's deliveries with nothing to do (already published, say) are no failure; a refusal is.
+    done = [c for c in changes if c.after]
+    refused = [c for c in changes if not c.after and not c.moot]
+    return OK if done and not refused else PROBLEMS
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
@@ -193,7 +200,18 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return _print_changes(changes)
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    with _database(settings).write() as conn:
+        changes = operator.approve(conn, settings, args.post, by=args.by)
+    _print(f"post {args.post} approved by {args.by}")
+    _print_changes(changes)
+    return OK
+
+
 def cmd_resolve(args: argparse.Namespace) -> int:
+    if args.published is not None and not args.published.strip():
+        raise Usage("--published needs the URL where the post appeared")
     settings = _settings(args)
     with _database(settings).write() as conn:
         change = operator.resolve(conn, settings, args.id, published_url=args.published)
@@ -272,6 +290,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     env_example = target / ".env.example"
     if env_example.exists() and not (target / ".env").exists():
         shutil.copy(env_example, target / ".env")
+        (target / ".env").chmod(0o600)  # it is where the secrets go
     _print(f"wrote a working configuration to {target}: try `siar check --config {target}` "
            f"then `siar run --config {target}`")
     return OK
@@ -303,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("run", cmd_run, "run the daemon in the foreground")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9464)")
     p.add_argument("--once", action="store_true", help="sync, send what is due now, then exit")
     p.add_argument("--dry-run", action="store_true", help="every account behaves as an outbox; real state untouched")
     p = add("check", cmd_check, "validate siar.toml and every post file offline")
@@ -317,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, handler, text)
         p.add_argument("id", metavar="ID", help="a delivery number, or a post id for all its deliveries")
         p.add_argument("--post", action="store_true", help="treat ID as a post id even if it is a number")
+    p = add("approve", cmd_approve, "approve a post's current content (when approval is required)")
+    p.add_argument("post", metavar="POST")
+    p.add_argument("--by", required=True, metavar="NAME", help="who approves (recorded in the audit log)")
     p = add("resolve", cmd_resolve, "answer for an unknown delivery")
     p.add_argument("id", metavar="ID")
     group = p.add_mutually_exclusive_group(required=True)
@@ -352,5 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (Failure, operator.NotFound) as exc:
         print(f"siar: {redact(str(exc))}", file=sys.stderr)
         return PROBLEMS
+    except Usage as exc:
+        print(f"siar {args.command}: error: {redact(str(exc))}", file=sys.stderr)
+        return USAGE
     except KeyboardInterrupt:
         return PROBLEMS

@@ -37,12 +37,12 @@ from adapters.base import (
 )
 from adapters.http import new_session
 from adapters.registry import adapter_class
-from publisher import faults, logs, retry, store
+from publisher import audit, faults, logs, retry, store
 from publisher.db import Database
 from publisher.models import utcnow
 from publisher.posts import Content
 from publisher.redact import redact
-from publisher.settings import AccountSettings, Settings
+from publisher.settings import AccountSettings, Blackout, Settings
 from publisher.states import READY, HoldReason, State
 
 log = logs.get("siar.dispatch")
@@ -267,6 +267,9 @@ class Dispatcher:
             return self._record(row, lease, bound, State.HELD, "held", hold_reason=HoldReason.EXPIRED,
                                 detail={"reason": HoldReason.EXPIRED.value,
                                         "late_by_s": round((now - row["due_at"]).total_seconds(), 1)})
+        window = next((b for b in self.settings.blackouts if b.covers(row["account"], now)), None)
+        if window is not None:
+            return self._blackout(row, lease, bound, window)
         try:
             adapter = self.adapter_for(row["account"])
             message = self.message_for(row)
@@ -361,6 +364,16 @@ class Dispatcher:
                               **{k: v for k, v in context.items() if v is not None})
         return Outcome(int(row["id"]), state, error)
 
+    def _blackout(self, row: RowMapping, lease: store.Lease, bound: Any, window: Blackout) -> Outcome:
+        """Inside a blackout window: cancelled, or held until the window ends (then released)."""
+        detail = {"reason": HoldReason.BLACKOUT.value, "blackout": window.reason, "until": window.end.isoformat()}
+        if window.action == "cancel":
+            return self._record(row, lease, bound, State.CANCELLED, "cancelled", detail=detail)
+        # The window, not the platform, made it late: measure lateness from the window's end.
+        deadline = max(row["deadline"], window.end + (row["deadline"] - row["due_at"]))
+        return self._record(row, lease, bound, State.HELD, "held", hold_reason=HoldReason.BLACKOUT, detail=detail,
+                            ready_at=window.end, deadline=deadline)
+
     def _emit(self, event: DispatchEvent) -> None:
         for observer in self.observers:
             try:
@@ -444,6 +457,23 @@ class Dispatcher:
 
     # --- leases -------------------------------------------------------------------------------
 
+    def _end_blackouts(self, now: datetime) -> int:
+        released = 0
+        with self.db.write() as conn:
+            rows = conn.execute(select(D).where(D.c.state == State.HELD.value,
+                                                D.c.hold_reason == HoldReason.BLACKOUT.value,
+                                                D.c.ready_at <= now)).mappings().all()
+            for row in rows:
+                result = conn.execute(D.update().where(D.c.id == row["id"], D.c.state == row["state"],
+                                                       D.c.claim_token == row["claim_token"])
+                                      .values(state=State.PENDING.value, hold_reason=None, updated_at=now))
+                if result.rowcount == 1:
+                    released += 1
+                    audit.append(conn, "released", post_id=row["post_id"], delivery_id=row["id"],
+                                 account=row["account"], platform=row["platform"], at=now,
+                                 detail={"reason": "blackout window ended"})
+        return released
+
     def renew_leases(self) -> None:
         """Keep this process's leases alive while their sends run (long uploads, slow platforms)."""
         now = utcnow()
@@ -457,9 +487,10 @@ class Dispatcher:
                     flight.lost = True
 
     def reap(self, now: datetime | None = None) -> int:
-        """Give every expired lease a way out: claimed → pending; sending → reconciliation."""
+        """Give every expired lease a way out: claimed → pending; sending → reconciliation.
+        Also release what a blackout window held, once the window has ended."""
         now = now or utcnow()
-        handled = 0
+        handled = self._end_blackouts(now)
         with self.db.write() as conn:
             for row in store.expired_leases(conn, now, State.CLAIMED):
                 taken = store.take_over(conn, row, owner=self.owner, now=now, lease=self.settings.lease)

@@ -50,6 +50,9 @@ class Post(SQLModel, table=True):
     fingerprint: str = Field(index=True)  # text + media + targets, for the duplicate guard
     spec: str = Field(sa_column=Column(Text, nullable=False))
     removed: bool = False
+    # `siar approve`: who approved which content; a change to the content needs a new approval.
+    approved_hash: str | None = None
+    approved_by: str | None = None
     created_at: datetime = utc_column(nullable=False)
     updated_at: datetime = utc_column(nullable=False)
 

@@ -140,6 +140,34 @@ def _resume_if_nothing_paused(conn: Connection, row: Any, *, actor: str, now: da
                      detail={"reason": f"paused delivery {row['id']} cancelled"}, at=now)
 
 
+def approve(conn: Connection, settings: Settings, post_id: str, *, by: str, actor: str | None = None) -> list[Change]:
+    """Record who approved the post's current content and release what waited for approval.
+
+    Nothing is written to the post file; the approval is bound to the content, so a later change
+    to the file holds the post again.
+    """
+    from publisher.posts import PostSpec  # the stored spec carries the content hash
+
+    actor = actor or audit.operator()
+    now = utcnow()
+    post = conn.execute(select(P.c.id, P.c.spec, P.c.content_hash).where(P.c.id == post_id)).first()
+    if post is None:
+        raise NotFound(f"no post {post_id!r}")
+    conn.execute(update(P).where(P.c.id == post_id).values(approved_hash=post.content_hash, approved_by=by))
+    audit.append(conn, "approved", actor=actor, post_id=post_id, at=now,
+                 detail={"by": by, "content_hash": post.content_hash})
+    spec = PostSpec.from_json(post.spec)
+    lateness = spec.max_lateness or settings.max_lateness
+    changes = []
+    for row in deliveries_for(conn, post_id, post=True):
+        if row["state"] != State.HELD.value or row["hold_reason"] != "approval":
+            continue
+        ok = _move(conn, row, "released", actor=actor, now=now, detail={"reason": "approved", "by": by},
+                   state=State.PENDING.value, hold_reason=None, deadline=max(row["deadline"], now + lateness))
+        changes.append(Change(row["id"], row["account"], State.HELD.value, State.PENDING.value if ok else None))
+    return changes
+
+
 def resolve(conn: Connection, settings: Settings, target: str, *, published_url: str | None,
             actor: str | None = None) -> Change:
     """A person's answer for an `unknown` delivery: it went out (with its URL), or it did not."""

@@ -27,7 +27,7 @@ from pydantic import AfterValidator, StrictBool, StrictStr, ValidationError
 from adapters import registry
 from adapters.base import BaseAdapter, ConfigError, Media, Message
 from publisher.problems import FileProblem, describe, field_name, sort_problems, validation_problems
-from publisher.settings import PositiveDuration, Settings, StrictModel, is_http_url
+from publisher.settings import PositiveDuration, Settings, StrictModel, Team, is_http_url
 from publisher.tomlpos import KeyPath, line_of, parse_error_line, parse_error_message
 
 ALT_MAX = 1000
@@ -105,6 +105,7 @@ class PostSpec:
     until: datetime | None = None
     max_lateness: timedelta | None = None
     allow_repeat: bool = False
+    approved_by: str | None = None  # a person's name: approval written in the file itself
     # sha256 of each media file's bytes when loaded: a replaced image is a changed post, and
     # the duplicate guard compares the pictures, not only their names.
     media_digests: dict[str, str] = field(default_factory=dict)
@@ -125,6 +126,7 @@ class PostSpec:
             "until": _iso(self.until),
             "max_lateness": self.max_lateness.total_seconds() if self.max_lateness is not None else None,
             "allow_repeat": self.allow_repeat,
+            "approved_by": self.approved_by,
             "media_digests": self.media_digests,
         }
         return json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -144,6 +146,7 @@ class PostSpec:
             until=_from_iso(data.get("until")),
             max_lateness=timedelta(seconds=lateness) if lateness is not None else None,
             allow_repeat=bool(data.get("allow_repeat", False)),
+            approved_by=data.get("approved_by"),
             media_digests=dict(data.get("media_digests", {})),
         )
 
@@ -222,6 +225,7 @@ class _PostFile(_ContentTable):
     until: Any = None
     max_lateness: PositiveDuration | None = None
     allow_repeat: StrictBool = False
+    approved_by: Annotated[StrictStr, AfterValidator(_not_blank)] | None = None
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -393,6 +397,7 @@ class _PostLoader:
             until=until,
             max_lateness=post.max_lateness,
             allow_repeat=post.allow_repeat,
+            approved_by=post.approved_by,
             media_digests=digests,
         )
         # Adapters may open the media files, so they only see posts whose files are all there.
@@ -443,7 +448,21 @@ class _PostLoader:
                 self.problem(("to", index), f"names {name!r} twice")
                 valid = False
             seen.add(name)
+        team = self._team()
+        if team is not None:
+            for index, name in enumerate(to):
+                if name in self.settings.accounts and name not in team.accounts:
+                    self.problem(("to", index), f"account {name!r} does not belong to team {team.name!r}, "
+                                                f"whose folder holds this file (its accounts: "
+                                                f"{', '.join(sorted(team.accounts)) or 'none'})")
+                    valid = False
         return tuple(to) if valid else None
+
+    def _team(self) -> Team | None:
+        """The team whose folder holds this file (the deepest, if folders nest)."""
+        path = Path(os.path.abspath(self.path))
+        owners = [team for team in self.settings.teams.values() if path.is_relative_to(team.folder)]
+        return max(owners, key=lambda team: len(team.folder.parts), default=None)
 
     def _repeat_rules(
         self, repeat: str | None, at: datetime | None, until: datetime | None, times_bad: bool

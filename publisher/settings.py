@@ -6,13 +6,14 @@ the rules that tie fields together; each problem names the file, the line and th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -120,12 +121,26 @@ class _DaemonTable(StrictModel):
     shutdown_grace: Duration = timedelta(seconds=30)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     metrics: Annotated[StrictStr, AfterValidator(_listen_address)] | None = None
+    require_approval: bool = False
 
 
 class _RetryTable(StrictModel):
     attempts: AtLeastOne = 8
     first_delay: PositiveDuration = timedelta(seconds=30)
     max_delay: PositiveDuration = timedelta(minutes=10)
+
+
+class _BlackoutTable(StrictModel):
+    start: datetime
+    end: datetime
+    reason: StrictStr
+    accounts: list[StrictStr] = []
+    action: Literal["hold", "cancel"] = "hold"
+
+
+class _TeamTable(StrictModel):
+    folder: StrictStr
+    accounts: list[StrictStr]
 
 
 class _SettingsFile(StrictModel):
@@ -135,9 +150,34 @@ class _SettingsFile(StrictModel):
     daemon: dict[str, Any] = {}
     retry: dict[str, Any] = {}
     accounts: dict[str, dict[str, Any]] = {}
+    blackout: list[dict[str, Any]] = []
+    teams: dict[str, dict[str, Any]] = {}
 
 
 # --- the result --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blackout:
+    """A window (an election's quiet period, a day of mourning) when nothing goes out."""
+
+    start: datetime  # UTC
+    end: datetime  # UTC
+    reason: str
+    accounts: frozenset[str] = frozenset()  # empty: every account
+    action: str = "hold"  # or "cancel"
+
+    def covers(self, account: str, when: datetime) -> bool:
+        return self.start <= when < self.end and (not self.accounts or account in self.accounts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Team:
+    """A regional team: post files under `folder` may only target `accounts`."""
+
+    name: str
+    folder: Path
+    accounts: frozenset[str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +224,9 @@ class Settings:
     shutdown_grace: timedelta
     log_level: str
     metrics: str | None = None  # HOST:PORT for the Prometheus endpoint; off when None
+    require_approval: bool = False
+    blackouts: tuple[Blackout, ...] = ()
+    teams: dict[str, Team] = field(default_factory=dict)
     retry: RetryPolicy
     accounts: dict[str, AccountSettings]
     warnings: tuple[FileProblem, ...] = ()  # worth telling, not worth refusing
@@ -265,7 +308,43 @@ class _Loader:
             self._retry_rules(retry)
         if top is None or daemon is None or retry is None:
             return None
-        return self._settings(daemon, retry, accounts)
+        blackouts = self._blackouts(data.get("blackout"), ZoneInfo(daemon.timezone), accounts)
+        teams = self._teams(data.get("teams"), accounts)
+        settings = self._settings(daemon, retry, accounts)
+        return dataclasses.replace(settings, blackouts=blackouts, teams=teams)
+
+    def _blackouts(self, tables: Any, tz: ZoneInfo, accounts: dict[str, Any]) -> tuple[Blackout, ...]:
+        found: list[Blackout] = []
+        for index, table in enumerate(tables if isinstance(tables, list) else []):
+            here: KeyPath = ("blackout", index)
+            checked = self._validate(_BlackoutTable, table, here)
+            if checked is None:
+                continue
+            # A time written without an offset is in the daemon's zone, as in post files.
+            start, end = (t if t.tzinfo else t.replace(tzinfo=tz) for t in (checked.start, checked.end))
+            if end <= start:
+                self.problem(here + ("end",), "must be after start")
+                continue
+            for position, name in enumerate(checked.accounts):
+                if name not in accounts:
+                    self.problem(here + ("accounts", position), f"unknown account {name!r}")
+            found.append(Blackout(start=start.astimezone(timezone.utc), end=end.astimezone(timezone.utc),
+                                  reason=checked.reason, accounts=frozenset(checked.accounts),
+                                  action=checked.action))
+        return tuple(found)
+
+    def _teams(self, tables: Any, accounts: dict[str, Any]) -> dict[str, Team]:
+        teams: dict[str, Team] = {}
+        for name, table in (tables.items() if isinstance(tables, dict) else []):
+            here: KeyPath = ("teams", name)
+            checked = self._validate(_TeamTable, table, here)
+            if checked is None:
+                continue
+            for position, account in enumerate(checked.accounts):
+                if account not in accounts:
+                    self.problem(here + ("accounts", position), f"unknown account {account!r}")
+            teams[name] = Team(name=name, folder=self._path(checked.folder), accounts=frozenset(checked.accounts))
+        return teams
 
     def _validate(self, model: type[M], data: Any, prefix: KeyPath) -> M | None:
         if not isinstance(data, dict) and prefix:
@@ -458,6 +537,7 @@ class _Loader:
             shutdown_grace=daemon.shutdown_grace,
             log_level=daemon.log_level,
             metrics=daemon.metrics,
+            require_approval=daemon.require_approval,
             retry=RetryPolicy(
                 attempts=retry.attempts, first_delay=retry.first_delay, max_delay=retry.max_delay
             ),

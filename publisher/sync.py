@@ -209,19 +209,36 @@ class Syncer:
         twin = None if spec.allow_repeat else self._twin(conn, spec, now)
         for account in spec.to:
             if spec.repeat:
-                self.ensure_next(conn, spec, account, now, hold_as=twin)
+                self.ensure_next(conn, spec, account, now, twin=twin)
                 continue
             due = spec.at or now
+            state, reason, detail = self._hold(conn, spec, twin)
             store.create_delivery(
                 conn, post_id=spec.id, account=account, platform=self._platform(account),
                 occurrence=ONCE, due_at=due, deadline=self._deadline(spec, due),
                 content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
-                state=State.HELD if twin else State.PENDING,
-                hold_reason=HoldReason.DUPLICATE if twin else None,
-                detail={"same_as": twin} if twin else None,
+                state=state, hold_reason=reason, detail=detail,
             )
         if twin:
             log.warning("sync.duplicate_held", post=spec.id, same_as=twin, file=spec.path)
+        elif not self._approved(conn, spec):
+            log.info("sync.awaiting_approval", post=spec.id, file=spec.path)
+
+    def _approved(self, conn: Connection, spec: PostSpec) -> bool:
+        """Approval, where required: a name in the file, or `siar approve` of this very content."""
+        if not self.settings.require_approval or spec.approved_by:
+            return True
+        approved = conn.execute(select(P.c.approved_hash).where(P.c.id == spec.id)).scalar()
+        return approved == spec.content_hash
+
+    def _hold(self, conn: Connection, spec: PostSpec, twin: str | None
+              ) -> tuple[State, HoldReason | None, dict[str, Any] | None]:
+        """How a new delivery of `spec` starts: pending, or held (duplicate first, then approval)."""
+        if twin:
+            return State.HELD, HoldReason.DUPLICATE, {"same_as": twin}
+        if not self._approved(conn, spec):
+            return State.HELD, HoldReason.APPROVAL, None
+        return State.PENDING, None, None
 
     def _twin(self, conn: Connection, spec: PostSpec, now: datetime) -> str | None:
         """Another post with the same text, media and targets, published lately or on its way."""
@@ -240,7 +257,7 @@ class Syncer:
         return row.id if row else None
 
     def ensure_next(
-        self, conn: Connection, spec: PostSpec, account: str, now: datetime, hold_as: str | None = None
+        self, conn: Connection, spec: PostSpec, account: str, now: datetime, twin: str | None = None
     ) -> int | None:
         """For a repeat: create the next occurrence once the current one has settled."""
         # Occurrence ids are UTC times in ISO form, so the newest sorts last.
@@ -262,14 +279,13 @@ class Syncer:
         if nxt.skipped:
             detail["skipped_occurrences"] = nxt.skipped
             log.warning("sync.occurrences_skipped", post=spec.id, account=account, skipped=nxt.skipped)
-        if hold_as:
-            detail["same_as"] = hold_as
+        state, reason, hold_detail = self._hold(conn, spec, twin)
+        detail.update(hold_detail or {})
         return store.create_delivery(
             conn, post_id=spec.id, account=account, platform=self._platform(account),
             occurrence=nxt.occurrence, due_at=nxt.due, deadline=self._deadline(spec, nxt.due),
             content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
-            state=State.HELD if hold_as else State.PENDING,
-            hold_reason=HoldReason.DUPLICATE if hold_as else None, detail=detail or None,
+            state=state, hold_reason=reason, detail=detail or None,
         )
 
     def on_settled(self, conn: Connection, row: Any, now: datetime) -> None:
@@ -317,7 +333,31 @@ class Syncer:
                 cancelled += self._apply_change(conn, spec, row, message, message_hash, schedule_changed, now)
             if spec.repeat:
                 self.ensure_next(conn, spec, account, now)
+        self._approval_pass(conn, spec, now)
         return cancelled
+
+    def _approval_pass(self, conn: Connection, spec: PostSpec, now: datetime) -> None:
+        """A changed post needs approval again; an approval added in the file releases it."""
+        if not self.settings.require_approval:
+            return
+        approved = self._approved(conn, spec)
+        if approved:
+            frm, to, reason = [State.HELD.value], State.PENDING, None
+        else:
+            frm, to, reason = [State.PENDING.value, State.RETRYING.value], State.HELD, HoldReason.APPROVAL
+        rows = conn.execute(select(D).where(D.c.post_id == spec.id, D.c.state.in_(frm))).mappings().all()
+        for row in rows:
+            if approved and row["hold_reason"] != HoldReason.APPROVAL.value:
+                continue
+            result = conn.execute(
+                update(D).where(D.c.id == row["id"], D.c.state == row["state"], D.c.claim_token == row["claim_token"])
+                .values(state=to.value, hold_reason=reason.value if reason else None, updated_at=now)
+            )
+            if result.rowcount == 1:
+                audit.append(conn, "released" if approved else "held", actor=self.actor, post_id=spec.id,
+                             delivery_id=row["id"], account=row["account"], platform=row["platform"], at=now,
+                             detail={"reason": "approved in the file"} if approved
+                             else {"reason": "approval", "why": "content changed; approve again"})
 
     def _apply_change(
         self, conn: Connection, spec: PostSpec, row: Any, message: str, message_hash: str,

@@ -19,7 +19,7 @@ from tests.support import media as media_files
 from tests.unit.data import SETTINGS, make_config
 
 TINY_ACCOUNT = '\n[accounts.kecil]\nplatform = "tiny"\n'
-POST_KEYS = "allow_repeat, at, id, link, max_lateness, media, repeat, text, title, to, until, variants"
+POST_KEYS = "allow_repeat, approved_by, at, id, link, max_lateness, media, repeat, text, title, to, until, variants"
 UTC = timezone.utc
 JAKARTA = ZoneInfo("Asia/Jakarta")
 

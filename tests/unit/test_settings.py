@@ -16,7 +16,7 @@ from tests.unit.data import HOOK_SECRET, SETTINGS, make_config
 KNOWN_PLATFORMS = ", ".join(registry.known())
 DAEMON_KEYS = (
     "concurrency, database, http_timeout, lease, log_level, max_lateness, media, media_url, metrics, "
-    "posts, shutdown_grace, state, sync_every, timezone"
+    "posts, require_approval, shutdown_grace, state, sync_every, timezone"
 )
 
 
@@ -218,7 +218,7 @@ BROKEN = [
         '[daemon]\nconcurrency = 4\ntimezon = "Asia/Jakarta"\n\n[retrys]\nattempts = 2\n',
         [
             f"{{file}}:3: error: daemon.timezon: unknown key; did you mean 'timezone'? (known: {DAEMON_KEYS})",
-            "{file}:5: error: retrys: unknown key; did you mean 'retry'? (known: accounts, daemon, retry)",
+            "{file}:5: error: retrys: unknown key; did you mean 'retry'? (known: accounts, blackout, daemon, retry, teams)",
         ],
         id="unknown keys are named with the known ones",
     ),
