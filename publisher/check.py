@@ -7,24 +7,54 @@ from dataclasses import replace
 from pathlib import Path
 
 from publisher.posts import scan_posts
-from publisher.problems import ConfigInvalid, FileProblem
+from publisher.problems import ConfigInvalid, FileProblem, sort_problems
+from publisher.quality import LinkChecker, link_problems, quality_problems
 from publisher.settings import Settings, load_settings
 
 
 def check_all(
-    config_dir: Path, environ: MutableMapping[str, str] | None = None
+    config_dir: Path, environ: MutableMapping[str, str] | None = None, *, settings_only: bool = False,
+    quality: bool = True, online: bool = False,
 ) -> tuple[Settings | None, list[FileProblem]]:
-    """Every problem in the configuration: the settings' first; the posts' when the settings load."""
+    """Every problem in the configuration: the settings' first; the posts' when the settings load.
+
+    `quality` adds the editor's warnings (alt text, hashtags, blackouts, …); `online` also asks
+    every link whether it answers.
+    """
     try:
         settings = load_settings(config_dir, environ)
     except ConfigInvalid as exc:
         return None, exc.problems
     problems = list(settings.warnings)
+    if settings_only:
+        return settings, problems
     scan = scan_posts(settings, platform_checks=True)
     if scan.folder_error is not None:
         problems.append(FileProblem(settings.posts_dir, None, None, scan.folder_error))
     problems.extend(scan.problems)
-    return settings, problems
+    checker = LinkChecker(settings.state_dir) if online else None
+    for spec in scan.posts.values():
+        path = settings.posts_dir / spec.path
+        if quality:
+            problems.extend(quality_problems(spec, settings, path))
+        if checker is not None:
+            problems.extend(link_problems(spec, path, checker))
+    if checker is not None:
+        checker.save()
+    return settings, sort_problems(problems)
+
+
+def github_annotation(problem: FileProblem) -> str:
+    """A GitHub Actions workflow command, so a pull request shows the problem on its line."""
+    def escape(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    props = [f"file={escape(str(problem.path))}"]
+    if problem.line is not None:
+        props.append(f"line={problem.line}")
+    if problem.field:
+        props.append(f"title={escape(problem.field).replace(',', '%2C').replace(':', '%3A')}")
+    return f"::{problem.severity} {','.join(props)}::{escape(problem.message)}"
 
 
 def format_problems(problems: Iterable[FileProblem], *, relative_to: Path | None = None) -> str:

@@ -83,19 +83,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from publisher.check import check_all
+    from publisher.check import check_all, github_annotation
 
-    _settings_or_none, problems = check_all(find_config_dir(args.config))
-    errors = [p for p in problems if p.severity == "error"]
-    if args.json:
+    _settings_or_none, problems = check_all(find_config_dir(args.config), settings_only=args.settings_only,
+                                            online=args.online)
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
         _print(output.to_json([{"path": str(p.path), "line": p.line, "field": p.field, "severity": p.severity,
                                 "message": p.message} for p in problems]))
     else:
         for problem in problems:
-            _print(str(problem))
-        if not problems:
+            _print(github_annotation(problem) if fmt == "github" else str(problem))
+        if not problems and fmt == "text":
             _print("no problems found")
-    return PROBLEMS if errors else OK
+    failing = [p for p in problems if p.severity == "error" or args.strict]
+    return PROBLEMS if failing else OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -326,7 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="sync, send what is due now, then exit")
     p.add_argument("--dry-run", action="store_true", help="every account behaves as an outbox; real state untouched")
     p = add("check", cmd_check, "validate siar.toml and every post file offline")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=["text", "json", "github"], default="text",
+                   help="github: workflow annotations for pull requests")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+    p.add_argument("--strict", action="store_true", help="warnings fail the check too")
+    p.add_argument("--online", action="store_true", help="also ask every link whether it answers")
+    p.add_argument("--settings-only", action="store_true", help="check siar.toml alone (for ExecStartPre)")
     p = add("status", cmd_status, "counts per state; what is next and what needs a person")
     p.add_argument("--json", action="store_true")
     p = add("show", cmd_show, "one post: deliveries, receipts and audit trail")
