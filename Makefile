@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench soak install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# On a server (Debian 12, as root): Siar in its own venv, the `siar` command on PATH, the
+# systemd units, and a starting configuration in /etc/siar unless one is there already.
+PREFIX ?= /opt/siar
+install:
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/pip install --quiet --upgrade pip
+	$(PREFIX)/bin/pip install --quiet '.[postgres]'
+	ln -sf $(PREFIX)/bin/siar /usr/local/bin/siar
+	install -m 0644 systemd/siar.service systemd/siar-check.service systemd/siar-check.timer /etc/systemd/system/
+	test -e /etc/siar/siar.toml || /usr/local/bin/siar init /etc/siar
+	chmod 0600 /etc/siar/.env
+	systemctl daemon-reload
 
 clean:
 	rm -rf $(VENV) config/state

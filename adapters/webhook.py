@@ -77,7 +77,9 @@ class WebhookAdapter(BaseAdapter):
 
 def classify(status: int, headers: Any, body: str) -> Exception:
     """Map a webhook's HTTP answer to the typed errors."""
-    detail = f"HTTP {status}: {body[:200]}"
+    # A short body is kept whole (the core masks any secret in it); a long one is only measured,
+    # since cutting it could leave part of an echoed secret that no mask would recognise.
+    detail = f"HTTP {status}: {body}" if len(body) <= 300 else f"HTTP {status} ({len(body)} bytes of body)"
     if status == 429:
         return RateLimited(detail, retry_after=retry_after(headers), http_status=status)
     if status >= 500 or status in (408, 425):

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from publisher.models import AuditEvent, AuditHead, utcnow
-from publisher.redact import redact
+from publisher.redact import REDACTOR, redact
 
 EVENTS = AuditEvent.__table__
 HEAD = AuditHead.__table__
@@ -89,7 +89,10 @@ def append(
         "platform_id": platform_id,
         "error": redact(error),
         "actor": actor,
-        "detail": redact(json.dumps(detail, sort_keys=True, ensure_ascii=False)) if detail else None,
+        # Redacted before encoding: JSON escapes a `"` or `\\` inside a secret, which would hide it
+        # from the redactor afterwards.
+        "detail": (redact(json.dumps(REDACTOR.deep(detail), sort_keys=True, ensure_ascii=False))
+                   if detail else None),
     }
     row["hash"] = chain_hash(prev, row)
     row["prev_hash"] = prev
@@ -120,10 +123,14 @@ def verify(conn: Connection) -> tuple[int, Broken | None]:
             return count, Broken(row["seq"], "its content does not match its hash (edited)")
         prev, expected_seq = row["hash"], expected_seq + 1
     head_seq, head_hash = conn.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    if head_seq > expected_seq - 1:
+        # The first missing event is the first broken link, not the last one still there.
+        return count, Broken(expected_seq, f"missing: the chain ends at {expected_seq - 1} but its recorded "
+                                           f"tip is {head_seq} (events removed from the end)")
     if head_seq != expected_seq - 1 or head_hash != prev:
         return count, Broken(expected_seq - 1 if count else 0,
-                             f"the chain ends at {expected_seq - 1} but its recorded tip is {head_seq} "
-                             "(events removed from the end)")
+                             f"the chain ends at {expected_seq - 1} but its recorded tip is event {head_seq} "
+                             "with another hash (events added past the tip, or the tip edited)")
     return count, None
 
 

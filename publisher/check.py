@@ -25,9 +25,9 @@ def check_all(
         settings = load_settings(config_dir, environ)
     except ConfigInvalid as exc:
         return None, exc.problems
-    problems = list(settings.warnings)
     if settings_only:
-        return settings, problems
+        return settings, list(settings.warnings)
+    problems: list[FileProblem] = []
     scan = scan_posts(settings, platform_checks=True)
     if scan.folder_error is not None:
         problems.append(FileProblem(settings.posts_dir, None, None, scan.folder_error))
@@ -41,7 +41,8 @@ def check_all(
             problems.extend(link_problems(spec, path, checker))
     if checker is not None:
         checker.save()
-    return settings, sort_problems(problems)
+    # The settings' warnings first, then the posts' problems in file and line order.
+    return settings, list(settings.warnings) + sort_problems(problems)
 
 
 def github_annotation(problem: FileProblem) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -115,6 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         paused = conn.execute(select(A.c.name, A.c.paused_reason).where(A.c.paused.is_(True))).mappings().all()
         from publisher.models import Daemon as DaemonRow
 
+        last_sync = conn.execute(select(func.max(DaemonRow.__table__.c.last_sync_at))).scalar()
         daemons = conn.execute(select(DaemonRow.__table__).where(DaemonRow.__table__.c.stopped_at.is_(None))
                                .order_by(DaemonRow.__table__.c.started_at)).mappings().all()
     data = {
@@ -123,6 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "needs_attention": [dict(r) for r in attention],
         "paused_accounts": [dict(r) for r in paused],
         "daemons": [dict(r) for r in daemons],
+        "last_sync": last_sync,
     }
     if args.json:
         _print(output.to_json(data))
@@ -141,7 +144,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print("\nDaemons")
         _print(output.table([{**r, "seen": output.local(r["seen_at"], tz), "synced": output.local(r["last_sync_at"], tz)}
                              for r in daemons], ["owner", "seen", "synced"]))
-    return PROBLEMS if attention or paused else OK
+    # No sync for three intervals: no daemon is running, or it is stuck. Someone should look.
+    stale = last_sync is None or utcnow() - last_sync > 3 * settings.sync_every
+    if stale and not args.json:
+        when = output.local(last_sync, tz) if last_sync else "never"
+        _print(f"\nNo daemon has synced the posts folder for over {3 * settings.sync_every} (last: {when})")
+    return PROBLEMS if attention or paused or stale else OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -364,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--force", action="store_true")
     add("migrate", cmd_migrate, "apply database migrations")
+    # The content team's tools, each in its own module.
+    from publisher import calendar, importer, report
+
+    for module in (importer, calendar, report):
+        module.register(sub, common)
     return parser
 
 
@@ -386,4 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"siar {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:
+        return PROBLEMS
+    except Exception as exc:  # a database down, a disk full: say what, without a raw traceback
+        if os.environ.get("SIAR_DEBUG") == "1":
+            raise
+        print(f"siar: {args.command} failed: {type(exc).__name__}: {redact(str(exc))} "
+              "(set SIAR_DEBUG=1 for the traceback)", file=sys.stderr)
         return PROBLEMS

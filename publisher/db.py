@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,9 @@ class Database:
             yield True
             return
         with self.engine.connect() as conn:
+            # One lock per schema: two installations sharing a database do not block each other.
+            schema = conn.execute(text("SELECT current_schema()")).scalar() or ""
+            key = key ^ (zlib.crc32(schema.encode()) & 0x7FFFFFFF)
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
             conn.commit()
             try:
@@ -86,6 +90,47 @@ class Database:
         self.engine.dispose()
 
 
+# Stable names for the database faults an operator must hear about (log field `fault`), by what
+# SQLite, PostgreSQL and the drivers say. Anything else is not a database fault but a bug.
+_FAULTS = (
+    ("database_full", ("database or disk is full", "no space left on device", "could not extend file")),
+    ("database_readonly", ("readonly database", "read-only", "read only")),
+    ("database_locked", ("database is locked", "database table is locked", "lock timeout")),
+    ("database_io_error", ("disk i/o error", "input/output error")),
+    ("database_unopenable", ("unable to open database file",)),
+    ("database_disconnected", ("terminating connection", "server closed the connection", "connection is closed",
+                               "connection is lost", "consuming input failed", "could not receive data",
+                               "connection refused", "connection reset", "connection timeout expired",
+                               "ssl syscall error", "the database system is shutting down",
+                               "the database system is starting up")),
+)
+# After these a pooled connection may be unusable for good (SQLite opened it read-only, the file
+# failed under it): it is dropped, so the next use opens the file afresh once the fault is gone.
+_REOPEN = ("database_readonly", "database_io_error", "database_unopenable")
+
+
+def fault_name(exc: BaseException) -> str | None:
+    """The stable name of a database fault (`database_full`, `database_readonly`, …), or None."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    module = type(exc).__module__.split(".", 1)[0]
+    if module not in ("sqlalchemy", "sqlite3", "psycopg", "psycopg2"):
+        return None
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated and not isinstance(exc.orig, _sqlite_error()):
+        return "database_disconnected"
+    message = str(exc).lower()
+    for name, phrases in _FAULTS:
+        if any(phrase in message for phrase in phrases):
+            return name
+    return "database_error" if isinstance(exc, OperationalError) else None
+
+
+def _sqlite_error() -> type[BaseException]:
+    import sqlite3
+
+    return sqlite3.Error
+
+
 def _sqlite_engine(url: str, pool_size: int) -> Engine:
     memory = make_url(url).database in (None, "", ":memory:")
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}}
@@ -105,6 +150,11 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        if fault_name(context.original_exception) in _REOPEN:
+            context.is_disconnect = True  # the pool drops its connections; new ones open the file again
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -69,8 +69,15 @@ def configure(level: str = "info", stream: TextIO | None = None, fmt: str | None
 
 class _StdlibRedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = REDACTOR(record.getMessage())
+        message = record.getMessage()
+        # The handler would append the traceback after this filter ran, unredacted: fold it in here.
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        if record.stack_info:
+            message += "\n" + record.stack_info
+        record.msg = REDACTOR(message)
         record.args = None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
 
 

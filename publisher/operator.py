@@ -119,25 +119,10 @@ def cancel(conn: Connection, target: str, *, post: bool = False, actor: str | No
         ok = _move(conn, row, "cancelled", actor=actor, now=now, detail={"from": state.value},
                    state=State.CANCELLED.value, hold_reason=None)
         if ok and state is State.PAUSED:
-            _resume_if_nothing_paused(conn, row, actor=actor, now=now)
+            store.resume_if_nothing_paused(conn, row, actor=actor, now=now)
         changes.append(Change(row["id"], row["account"], state.value, State.CANCELLED.value if ok else None,
                               "" if ok else "changed meanwhile; try again"))
     return changes
-
-
-def _resume_if_nothing_paused(conn: Connection, row: Any, *, actor: str, now: datetime) -> None:
-    """The account was paused for this delivery: with it cancelled, `siar retry` could reach no
-    delivery to resume the account, and its other deliveries would wait forever. Resume it; if
-    the credentials are still refused, the next send pauses it again on a delivery a person can see."""
-    still_paused = conn.execute(select(D.c.id).where(D.c.account == row["account"],
-                                                     D.c.state == State.PAUSED.value).limit(1)).first()
-    if still_paused is not None:
-        return
-    result = conn.execute(update(A).where(A.c.name == row["account"], A.c.paused.is_(True))
-                          .values(paused=False, paused_reason=None))
-    if result.rowcount == 1:
-        audit.append(conn, "account_resumed", actor=actor, account=row["account"], platform=row["platform"],
-                     detail={"reason": f"paused delivery {row['id']} cancelled"}, at=now)
 
 
 def approve(conn: Connection, settings: Settings, post_id: str, *, by: str, actor: str | None = None) -> list[Change]:

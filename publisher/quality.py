@@ -32,6 +32,7 @@ FAVOURED_HASHTAGS = {
     "mastodon": 5,
     "bluesky": 3,
 }
+LOCAL_PLATFORMS = {"outbox", "webhook"}  # not audiences: the same text there is expected
 LINK_CACHE_FOR = 24 * 3600  # seconds a link's answer is trusted
 LINK_TIMEOUT = 5.0
 
@@ -68,7 +69,7 @@ def quality_problems(spec: PostSpec, settings: Settings, path: Path) -> list[Fil
             field = ("variants", account, "text") if account in spec.variants else ("text",)
             warn(field, f"for {account} ({platform}): {count} hashtags; {platform} favours at most {favoured}")
 
-    platforms = {settings.accounts[a].platform for a in spec.to}
+    platforms = {settings.accounts[a].platform for a in spec.to} - LOCAL_PLATFORMS
     if len(platforms) > 1 and not spec.variants:
         warn(("text",), f"the same text goes to {len(platforms)} platforms ({', '.join(sorted(platforms))}); "
                         "a [variants.ACCOUNT] table can fit each audience and limit")

@@ -12,10 +12,15 @@ import threading
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from adapters.base import on_secret
+
 MASK = "***"
 _MIN_SECRET = 4  # shorter values would mask ordinary words
 
 _PATTERNS = [
+    # OAuth 1.0a: Authorization: OAuth oauth_consumer_key="…", oauth_token="…", oauth_signature="…"
+    # (first: the header pattern below stops at the first quote, before these values)
+    re.compile(r'(?i)(oauth_(?:consumer_key|token|signature|nonce)="?)[^"&,\s]+'),
     # Authorization: Bearer abc / Basic abc / OAuth oauth_…
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|oauth)?\s*)[^\s'\",}]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
@@ -80,6 +85,10 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+# Tokens an adapter obtains at run time (a refreshed access token, a session) are told through
+# this hook; without it they would be masked nowhere.
+on_secret(REDACTOR.add)
 
 
 def redact(text: str | None) -> str | None:

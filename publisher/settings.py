@@ -363,8 +363,13 @@ class _Loader:
         if not env_file.is_file():
             return
         try:
-            values = dotenv_values(env_file)
             mode = env_file.stat().st_mode
+            with env_file.open(encoding="utf-8") as handle:
+                values = dotenv_values(stream=handle)
+        except PermissionError:
+            # Under systemd the file is root's and read by the service manager (EnvironmentFile=),
+            # which has already put its variables in our environment: nothing is missing.
+            return
         except (OSError, UnicodeDecodeError) as exc:
             self.problems.append(FileProblem(env_file, None, None, f"cannot be read: {exc}"))
             return

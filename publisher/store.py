@@ -249,3 +249,18 @@ def published_since(conn: Connection, account: str, since: datetime) -> list[dat
             .order_by(D.c.published_at)
         ).scalars()
     )
+
+
+def resume_if_nothing_paused(conn: Connection, row: Mapping[str, Any], *, actor: str, now: datetime) -> None:
+    """The account was paused for this delivery, now cancelled: `siar retry` could reach no
+    delivery to resume the account, and its other deliveries would wait forever. Resume it; if
+    the credentials are still refused, the next send pauses it again on a delivery a person can see."""
+    still_paused = conn.execute(select(D.c.id).where(D.c.account == row["account"],
+                                                     D.c.state == State.PAUSED.value).limit(1)).first()
+    if still_paused is not None:
+        return
+    result = conn.execute(update(A).where(A.c.name == row["account"], A.c.paused.is_(True))
+                          .values(paused=False, paused_reason=None))
+    if result.rowcount == 1:
+        audit.append(conn, "account_resumed", actor=actor, account=row["account"], platform=row["platform"],
+                     detail={"reason": f"paused delivery {row['id']} cancelled"}, at=now)

@@ -437,6 +437,8 @@ class Syncer:
                 count += 1
                 audit.append(conn, "cancelled", actor=self.actor, post_id=row["post_id"], delivery_id=row["id"],
                              account=row["account"], platform=row["platform"], detail={"reason": reason}, at=now)
+                if row["state"] == State.PAUSED.value:
+                    store.resume_if_nothing_paused(conn, row, actor=self.actor, now=now)
         return count
 
 
