@@ -38,9 +38,9 @@ class Database:
             self.engine = _sqlite_engine(url, pool_size)
         else:
             self.path = None
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            # PostgreSQL counts connections across every daemon (max_connections is 100 by
+            # default): keep a bounded pool, with a little overflow for bursts.
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

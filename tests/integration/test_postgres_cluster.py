@@ -23,7 +23,7 @@ timezone = "Asia/Jakarta"
 sync_every = "2s"
 lease = "5s"
 http_timeout = "2s"
-concurrency = 16
+concurrency = 8
 max_lateness = "2h"
 
 [retry]

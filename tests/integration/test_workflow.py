@@ -107,7 +107,7 @@ def test_a_held_blackout_delivery_goes_out_once_the_window_has_ended(workspace):
     workspace.write_settings(BASE + f"""
 [[blackout]]
 start = {(now - timedelta(minutes=5)).isoformat()}
-end = {(now + timedelta(seconds=3)).isoformat()}
+end = {(now + timedelta(seconds=10)).isoformat()}
 reason = "Jeda singkat"
 """)
     workspace.post("jeda.toml", 'to = ["latihan"]\ntext = "Setelah jeda"\n')
@@ -115,7 +115,7 @@ reason = "Jeda singkat"
     assert deliveries(workspace)["jeda"]["state"] == "held"
     import time
 
-    time.sleep(4)
+    time.sleep(max(0.0, (now + timedelta(seconds=10.5) - datetime.now(timezone.utc)).total_seconds()))
     assert run_siar(workspace.root, "run", "--once").returncode == 0
     assert deliveries(workspace)["jeda"]["state"] == "published"
     assert [e[2] for e in events(workspace, "jeda") if e[0] == "released"] == [{"reason": "blackout window ended"}]
