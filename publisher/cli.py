@@ -145,10 +145,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print(output.table([{**r, "seen": output.local(r["seen_at"], tz), "synced": output.local(r["last_sync_at"], tz)}
                              for r in daemons], ["owner", "seen", "synced"]))
     # No sync for three intervals: no daemon is running, or it is stuck. Someone should look.
-    stale = last_sync is None or utcnow() - last_sync > 3 * settings.sync_every
+    window = max(3 * settings.sync_every, timedelta(minutes=1))  # a slow start is not an outage
+    stale = last_sync is None or utcnow() - last_sync > window
     if stale and not args.json:
         when = output.local(last_sync, tz) if last_sync else "never"
-        _print(f"\nNo daemon has synced the posts folder for over {3 * settings.sync_every} (last: {when})")
+        _print(f"\nNo daemon has synced the posts folder for over {window} (last: {when})")
     return PROBLEMS if attention or paused or stale else OK
 
 

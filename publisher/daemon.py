@@ -20,10 +20,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from adapters.outbox import OutboxAdapter
 from publisher import faults, logs
-from publisher.db import Database
+from publisher.db import Database, fault_name
 from publisher.dispatch import CountingSession, Dispatcher, Outcome
 from publisher.models import Daemon as DaemonRow
 from publisher.models import Delivery
@@ -42,6 +43,14 @@ REAP_EVERY = timedelta(seconds=5)
 SEEN_EVERY = timedelta(seconds=5)
 DAEMONS = DaemonRow.__table__
 D = Delivery.__table__
+
+
+def _failed(event: str, exc: Exception, *, trace: bool = True) -> None:
+    """A job failed: say so. A database fault gets its stable name (`fault`: database_full,
+    database_readonly, database_locked, database_disconnected, …) instead of a traceback."""
+    fault = fault_name(exc)
+    extra: dict[str, Any] = {"fault": fault} if fault else ({"exc_info": exc} if trace else {})
+    log.error(event, error=f"{type(exc).__name__}: {exc}", **extra)
 
 
 def safe_url(url: str) -> str:
@@ -96,7 +105,7 @@ class Daemon:
         try:
             report = self.syncer.run()
         except Exception as exc:
-            log.error("sync.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            _failed("sync.failed", exc)
             raise
         self.last_sync = report
         if report.skipped:  # another daemon holds the sync lock and syncs for everyone
@@ -140,7 +149,7 @@ class Daemon:
         try:
             self.dispatcher.dispatch()
         except Exception as exc:
-            log.error("dispatch.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            _failed("dispatch.failed", exc)
         finally:
             with self._kick_lock:
                 self._dispatching = False
@@ -153,7 +162,7 @@ class Daemon:
             try:
                 wake = self.dispatcher.next_wake()
             except Exception as exc:
-                log.error("dispatch.failed", error=f"{type(exc).__name__}: {exc}")
+                _failed("dispatch.failed", exc, trace=False)
                 wake = None
             if wake is not None and wake < when:
                 when = wake
@@ -165,13 +174,13 @@ class Daemon:
             if self.dispatcher.reap():
                 self.kick()
         except Exception as exc:
-            log.error("reap.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            _failed("reap.failed", exc)
 
     def _renew_job(self) -> None:
         try:
             self.dispatcher.renew_leases()
         except Exception as exc:
-            log.error("lease.renew_failed", error=f"{type(exc).__name__}: {exc}")
+            _failed("lease.renew_failed", exc, trace=False)
 
     def _seen_job(self) -> None:
         try:
@@ -179,7 +188,7 @@ class Daemon:
                 conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner).values(seen_at=utcnow()))
                 counts = dict(conn.execute(select(D.c.state, func.count()).group_by(D.c.state)).all())
         except Exception as exc:
-            log.error("daemon.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+            _failed("daemon.heartbeat_failed", exc, trace=False)
             return
         self.notifier.status(", ".join(f"{state} {counts.get(state, 0)}" for state in STATUS_STATES))
         for hook in self.tick_hooks:
@@ -246,24 +255,49 @@ class Daemon:
         except Exception as exc:
             log.error("daemon.unregister_failed", error=str(exc))
 
-    def prepare(self) -> None:
-        self.db.migrate()
-        self._register()
+    def prepare(self, *, wait_for_database: bool = False) -> bool:
+        """Migrate, register, start serving metrics. False: stopped while waiting for the database."""
+        if not self._start_database(wait_for_database):
+            return False
         if self.metrics is not None and self.metrics_address:
             self._metrics_server = self.metrics.serve(self.metrics_address)
             log.info("metrics.serving", address=self.metrics_address)
         log.info("daemon.started", owner=self.dispatcher.owner, database=safe_url(self.settings.database),
                  accounts=len(self.settings.accounts), timezone=str(self.settings.timezone),
                  dry_run=self.dry_run, concurrency=self.settings.concurrency)
+        return True
+
+    def _start_database(self, wait: bool) -> bool:
+        """Migrate and register. With `wait` (the daemon), a database that cannot be used yet —
+        read-only, full, locked, unreachable — is reported and tried again, not the end of the process."""
+        delay = 1.0
+        while True:
+            try:
+                self.db.migrate()
+                self._register()
+                return True
+            except OperationalError as exc:
+                if not wait or fault_name(exc) is None:
+                    raise
+                _failed("daemon.database_unavailable", exc)
+            if self.stop_requested.wait(delay):
+                return False
+            delay = min(delay * 2, 30.0)
 
     def run_forever(self) -> int:
-        self.prepare()
         self._install_signals()
+        if not self.prepare(wait_for_database=True):
+            self.db.dispose()
+            log.info("daemon.stopped", note="stopped before the database could be used")
+            return 0
         try:
             self.sync()
         except Exception:
             pass  # logged; the sync job tries again
-        self.dispatcher.reap()
+        try:
+            self.dispatcher.reap()
+        except Exception as exc:
+            _failed("reap.failed", exc)  # the reap job tries again
         now = utcnow()
         self.scheduler.add_job(self._sync_job, "interval", id="sync",
                                seconds=self.settings.sync_every.total_seconds(),

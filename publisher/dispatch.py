@@ -38,12 +38,13 @@ from adapters.base import (
 from adapters.http import new_session
 from adapters.registry import adapter_class
 from publisher import audit, faults, logs, retry, store
-from publisher.db import Database
+from publisher.db import Database, fault_name
 from publisher.models import utcnow
 from publisher.posts import Content
 from publisher.redact import redact
 from publisher.settings import AccountSettings, Blackout, Settings
 from publisher.states import READY, HoldReason, State
+from publisher.sync import drift as post_drift
 
 log = logs.get("siar.dispatch")
 
@@ -96,6 +97,7 @@ class DbJob:
         if not ok:
             raise LeaseLost(f"delivery {self._lease.delivery_id}: lease lost, checkpoint not saved")
         self._saved = data
+        faults.point("after_save")  # committed: a crash here falls between two steps of the flow
 
     def heartbeat(self) -> None:
         now = utcnow()
@@ -249,7 +251,10 @@ class Dispatcher:
         try:
             outcome = self._send(row, lease, bound)
         except Exception as exc:  # a bug or a database fault: say so, never take the worker down
-            bound.error("delivery.crashed", error=redact(f"{type(exc).__name__}: {exc}"), exc_info=exc)
+            fault = fault_name(exc)
+            extra: dict[str, Any] = ({"fault": fault, "note": "what it reached is settled when its lease runs out"}
+                                     if fault else {"exc_info": exc})
+            bound.error("delivery.crashed", error=redact(f"{type(exc).__name__}: {exc}"), **extra)
             outcome = Outcome(int(row["id"]), None, redact(str(exc)))
         finally:
             with self._lock:
@@ -263,6 +268,13 @@ class Dispatcher:
         faults.point("after_claim")
         now = utcnow()
         delivery_id = int(row["id"])
+        with self.db.read() as conn:
+            drift = post_drift(conn, row, self.settings)  # its post changed or went while it was out
+        if drift is not None and drift.state is not None:
+            return self._record(row, lease, bound, drift.state, drift.event, hold_reason=drift.hold_reason,
+                                detail=drift.detail, **drift.values)
+        if drift is not None:
+            row = {**row, **drift.values}  # type: ignore[assignment]  # goes out as the post says now
         if now > row["deadline"]:
             return self._record(row, lease, bound, State.HELD, "held", hold_reason=HoldReason.EXPIRED,
                                 detail={"reason": HoldReason.EXPIRED.value,
@@ -284,6 +296,8 @@ class Dispatcher:
 
         attempt = int(row["attempts"]) + 1
         with self.db.write() as conn:
+            if drift is not None:
+                store.fenced(conn, lease, drift.event, now=now, row=row, detail=drift.detail, **drift.values)
             ok = store.fenced(conn, lease, "attempt", now=now, state=State.SENDING, attempt=attempt, row=row,
                               attempts=attempt, lease_expires=now + self.settings.lease)
         if not ok:
@@ -382,11 +396,16 @@ class Dispatcher:
                 log.error("dispatch.observer_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _published(self, row: RowMapping, lease: store.Lease, bound: Any, receipt: Receipt, attempt: int,
-                   event: str = "published") -> Outcome:
+                   event: str = "published", reconciled: str | None = None) -> Outcome:
         now = utcnow()
-        outcome = self._record(row, lease, bound, State.PUBLISHED, event, attempt=attempt,
-                               detail={"url": receipt.url} if receipt.url else None,
-                               platform_id=receipt.platform_id, url=receipt.url, published_at=now)
+        # Only text is stored: a receipt an adapter filled from a malformed answer must not make
+        # the record itself fail (the row would stay `sending`, reconciled again and again).
+        url = receipt.url if isinstance(receipt.url, str) and receipt.url else None
+        detail = {"url": url} if url else {}
+        if reconciled:  # found on the platform by `lookup`: the audit says so, not just "published"
+            detail["reconciled"] = reconciled
+        outcome = self._record(row, lease, bound, State.PUBLISHED, event, attempt=attempt, detail=detail or None,
+                               platform_id=str(receipt.platform_id), url=url, published_at=now)
         if outcome.state is State.PUBLISHED:
             self._pace(row["account"], now)
         return outcome
@@ -447,7 +466,7 @@ class Dispatcher:
                                     error=f"{why}; looking it up failed too: {type(exc).__name__}: {exc}")
             if receipt is not None:
                 return self._published(row, lease, bound, receipt, attempt or int(row["attempts"]),
-                                       event="published")
+                                       event="published", reconciled=redact(why))
             if (attempt or int(row["attempts"])) >= self.settings.retry.attempts:
                 return self._record(row, lease, bound, State.FAILED, "failed", attempt=attempt,
                                     error=f"{why}; not found on the platform and no attempts left")
@@ -486,20 +505,27 @@ class Dispatcher:
                 if not store.renew(conn, flight.lease, until=now + self.settings.lease, now=now):
                     flight.lost = True
 
+    def _not_live(self, rows: list[RowMapping]) -> list[RowMapping]:
+        """Leave out leases this process holds for a send its worker is still making: a clock
+        stepped forward makes them look expired, but taking them over would send twice."""
+        with self._lock:
+            live = set(self._inflight)
+        return [r for r in rows if not (r["lease_owner"] == self.owner and r["id"] in live)]
+
     def reap(self, now: datetime | None = None) -> int:
         """Give every expired lease a way out: claimed → pending; sending → reconciliation.
         Also release what a blackout window held, once the window has ended."""
         now = now or utcnow()
         handled = self._end_blackouts(now)
         with self.db.write() as conn:
-            for row in store.expired_leases(conn, now, State.CLAIMED):
+            for row in self._not_live(store.expired_leases(conn, now, State.CLAIMED)):
                 taken = store.take_over(conn, row, owner=self.owner, now=now, lease=self.settings.lease)
                 if taken and store.fenced(conn, taken, "released", now=now, state=State.PENDING, row=row,
                                           detail={"reason": "lease expired before sending"}):
                     handled += 1
         with self.db.write() as conn:
             stale = [(row, store.take_over(conn, row, owner=self.owner, now=now, lease=self.settings.lease))
-                     for row in store.expired_leases(conn, now, State.SENDING)]
+                     for row in self._not_live(store.expired_leases(conn, now, State.SENDING))]
         for row, taken in stale:
             if taken is None:
                 continue
@@ -512,6 +538,11 @@ class Dispatcher:
             except Exception:
                 adapter, message = None, None
             job = DbJob(self, taken, {**row, "claim_token": taken.token}, int(row["attempts"]))
-            self._reconcile(row, taken, bound, adapter, message, job,
-                            "the daemon stopped while sending (crash or kill)", int(row["attempts"]))
+            try:
+                self._reconcile(row, taken, bound, adapter, message, job,
+                                "the daemon stopped while sending (crash or kill)", int(row["attempts"]))
+            except Exception as exc:  # one delivery's failure must not hold up the others' reconciliation
+                fault = fault_name(exc)
+                bound.error("delivery.reconcile_failed", error=redact(f"{type(exc).__name__}: {exc}"),
+                            **({"fault": fault} if fault else {"exc_info": exc}))
         return handled
