@@ -71,7 +71,9 @@ class Daemon:
         self.dry_run = dry_run
         self.notifier = notifier or Notifier()
         self.settings = dry_run_settings(settings) if dry_run else settings
-        self.db = Database(self.settings.database, pool_size=self.settings.concurrency + 4)
+        # Workers wait briefly for a connection rather than each holding one: several daemons
+        # share PostgreSQL's max_connections (100 by default).
+        self.db = Database(self.settings.database, pool_size=min(self.settings.concurrency + 4, 10))
         self.syncer = Syncer(self.db, self.settings)
         self.dispatcher = Dispatcher(
             self.db, self.settings, on_settled=self.syncer.on_settled,

@@ -63,8 +63,11 @@ def configure(level: str = "info", stream: TextIO | None = None, fmt: str | None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for noisy in ("apscheduler", "alembic", "urllib3"):
+    for noisy in ("alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # APScheduler warns when a kicked dispatch finds the previous pass still running: expected
+    # with exact wake-ups, and not worth a plain-text line among the JSON ones.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 class _StdlibRedactFilter(logging.Filter):
