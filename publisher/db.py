@@ -23,6 +23,8 @@ MIGRATION_LOCK = 0x5_1A_12_01
 SYNC_LOCK = 0x5_1A_12_02
 
 BUSY_TIMEOUT_MS = 15_000
+# The newest migration in publisher/migrations/versions (a test keeps the two in step).
+SCHEMA_HEAD = "0002"
 
 
 class Database:
@@ -78,6 +80,8 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; safe when several daemons start at once."""
+        if self.schema_revision() == SCHEMA_HEAD:
+            return  # the common case: no need to load Alembic at all (time and memory at start)
         from publisher.migrate import upgrade
 
         if self.is_sqlite and self.path is not None:
@@ -85,6 +89,14 @@ class Database:
                 upgrade(self.engine)
         else:
             upgrade(self.engine)
+
+    def schema_revision(self) -> str | None:
+        """The revision the database is at, or None (new, or not reachable yet: migrate says)."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception:  # noqa: BLE001 - no table yet, or a fault the real migration will report
+            return None
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -228,3 +228,12 @@ def test_every_revision_upgrades_the_first_releases_data_intact_and_the_head_can
         assert broken is None and checked > 7  # the chain goes on from the old tip
     finally:
         db.dispose()
+
+
+def test_the_schema_head_the_database_layer_knows_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    from publisher.db import SCHEMA_HEAD
+    from publisher.migrate import SCRIPTS
+
+    assert ScriptDirectory(str(SCRIPTS)).get_current_head() == SCHEMA_HEAD
