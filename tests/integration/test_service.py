@@ -231,3 +231,21 @@ def test_the_unit_files_pass_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0, result.stderr
     problems = [line for line in result.stderr.splitlines() if "siar" in line]
     assert problems == [], problems
+
+
+def test_status_asks_for_a_person_when_no_daemon_has_synced_for_three_intervals(workspace):
+    from sqlalchemy import create_engine, text
+
+    from tests.support.process import run_siar
+
+    outbox_config(workspace)
+    assert run_siar(workspace.root, "run", "--once").returncode == 0
+    fresh = run_siar(workspace.root, "status")
+    assert fresh.returncode == 0, fresh.stdout
+    engine = create_engine(f"sqlite:///{workspace.state / 'siar.db'}")
+    with engine.begin() as conn:  # the last sync was five minutes ago: no daemon is keeping up
+        conn.execute(text("UPDATE daemon SET last_sync_at = datetime('now', '-5 minutes')"))
+    engine.dispose()
+    stale = run_siar(workspace.root, "status")
+    assert stale.returncode == 1
+    assert "No daemon has synced the posts folder for over 0:01:00" in stale.stdout
