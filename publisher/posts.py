@@ -26,8 +26,26 @@ from pydantic import AfterValidator, StrictBool, StrictStr, ValidationError
 
 from adapters import registry
 from adapters.base import BaseAdapter, ConfigError, Media, Message
-from publisher.problems import FileProblem, describe, field_name, sort_problems, validation_problems
-from publisher.settings import PositiveDuration, Settings, StrictModel, Team, is_http_url
+from publisher.problems import (
+    FileProblem,
+    describe,
+    field_name,
+    nul_paths,
+    sort_problems,
+    too_deep,
+    validation_problems,
+)
+from publisher.settings import (
+    NESTED_TOO_DEEP,
+    NUL_MESSAGE,
+    PositiveDuration,
+    Settings,
+    StrictModel,
+    Team,
+    is_http_url,
+    regular_file_problem,
+    schedulable,
+)
 from publisher.tomlpos import KeyPath, line_of, parse_error_line, parse_error_message
 
 ALT_MAX = 1000
@@ -349,6 +367,10 @@ class _PostLoader:
 
     def load(self) -> _Loaded:
         try:
+            unusable = regular_file_problem(self.path)
+            if unusable is not None:
+                self.problem((), unusable)
+                return self.done()
             self.source = self.path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             self.problem((), f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
@@ -362,12 +384,22 @@ class _PostLoader:
             line = parse_error_line(exc, self.source)
             self.problems.append(FileProblem(self.path, line, None, parse_error_message(exc)))
             return self.done()
+        except RecursionError:
+            self.problem((), NESTED_TOO_DEEP)
+            return self.done()
+        deep = too_deep(data)
+        if deep is not None:
+            self.problem(deep, NESTED_TOO_DEEP)
+            return self.done()
+        for where in nul_paths(data):
+            self.problem(where, NUL_MESSAGE)
 
         post, bad = self._shape(data)
         post_id = post.id if post.id is not None else self.relative.removesuffix(".toml")
         tz = self.settings.timezone
-        at = self._time(post.at, "at", tz) if "at" not in bad else None
-        until = self._time(post.until, "until", tz) if "until" not in bad else None
+        lateness = (post.max_lateness if "max_lateness" not in bad else None) or self.settings.max_lateness
+        at = self._time(post.at, "at", tz, lateness) if "at" not in bad else None
+        until = self._time(post.until, "until", tz, lateness) if "until" not in bad else None
         to = post.to if "to" not in bad else None
         targets = self._targets(to) if "to" not in bad else None
         if "repeat" not in bad:
@@ -421,14 +453,19 @@ class _PostLoader:
             cleaned["variants"] = {k: v for k, v in cleaned["variants"].items() if k not in bad_variants}
         return _PostFile.model_validate(cleaned), whole | ({"variants"} if bad_variants else set())
 
-    def _time(self, value: Any, key: str, tz: ZoneInfo) -> datetime | None:
+    def _time(self, value: Any, key: str, tz: ZoneInfo, lateness: timedelta) -> datetime | None:
         if value is None:
             return None
         try:
-            return to_utc(value, tz)
+            moment = to_utc(value, tz)
         except ValueError as exc:
             self.problem((key,), str(exc))
             return None
+        if not schedulable(moment, lateness):
+            self.problem((key,), f"{moment.isoformat()} is too close to the ends of the calendar (year 1, year 9999) "
+                                 "for Siar to schedule")
+            return None
+        return moment
 
     def _targets(self, to: list[str] | None) -> tuple[str, ...] | None:
         known = ", ".join(sorted(self.settings.accounts)) or "none"
@@ -480,7 +517,11 @@ class _PostLoader:
             self.problem(("until",), "must be after `at`")
         elif not times_bad:
             start = at or datetime.now(timezone.utc)
-            if trigger.get_next_fire_time(None, start) is None:
+            try:
+                fires = trigger.get_next_fire_time(None, start) is not None
+            except OverflowError:  # the next time it names falls off the calendar
+                fires = False
+            if not fires:
                 self.problem(("repeat",), "never fires" + (" before `until`" if until else ""))
 
     def _variants(
@@ -502,7 +543,10 @@ class _PostLoader:
     def _media(self, content: Content, variants: dict[str, Content], post: _PostFile) -> dict[str, str]:
         """Check that every media file is inside the media folder and exists; their digests."""
         digests: dict[str, str] = {}
-        root = self.settings.media_dir.resolve()
+        try:
+            root = self.settings.media_dir.resolve()
+        except (OSError, ValueError, RuntimeError):  # a symlink loop: nothing resolves inside it
+            root = self.settings.media_dir
         lists: list[tuple[KeyPath, tuple[MediaRef, ...]]] = [(("media",), content.media)]
         # A variant without its own `media` shares the base list, checked once above.
         lists += [
@@ -512,19 +556,30 @@ class _PostLoader:
         ]
         for where, refs in lists:
             for index, ref in enumerate(refs):
-                target = (self.settings.media_dir / ref.file).resolve()
-                if not target.is_relative_to(root):
+                try:
+                    target = (self.settings.media_dir / ref.file).resolve()
+                    inside = target.is_relative_to(root)
+                    present = inside and target.is_file()
+                except (OSError, ValueError, RuntimeError) as exc:
+                    # A symlink loop, a name too long for the file system, a NUL in the name.
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    self.problem(where + (index, "file"), f"{describe(ref.file)} cannot be used: {reason}")
+                    continue
+                if not inside:
                     self.problem(
                         where + (index, "file"),
                         f"{ref.file!r} resolves to {target}, outside the media folder {self.settings.media_dir}",
                     )
-                elif not target.is_file():
+                elif not present:
                     self.problem(
                         where + (index, "file"), f"{ref.file!r} is not in the media folder {self.settings.media_dir}"
                     )
                 else:
-                    stat = target.stat()
-                    digests[ref.file] = _digest(str(target), stat.st_mtime_ns, stat.st_size)
+                    try:
+                        stat = target.stat()
+                        digests[ref.file] = _digest(str(target), stat.st_mtime_ns, stat.st_size)
+                    except OSError as exc:
+                        self.problem(where + (index, "file"), f"{describe(ref.file)} cannot be read: {exc.strerror}")
         return digests
 
     def _empty_content(
@@ -617,11 +672,15 @@ def to_utc(value: Any, tz: ZoneInfo) -> datetime:
         moment = _from_string(value.strip())
     else:
         raise ValueError(f"expected a date and time like {_EXAMPLE_AT}, got {describe(value)}")
-    if moment.tzinfo is not None:
-        return moment.astimezone(timezone.utc)
-    local = moment.replace(tzinfo=tz)
+    try:
+        if moment.tzinfo is not None:
+            return moment.astimezone(timezone.utc)
+        local = moment.replace(tzinfo=tz)
+        round_trip = local.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise ValueError(f"{moment.isoformat()} falls outside the calendar (years 1 to 9999) in UTC") from None
     # A wall-clock time skipped by a daylight-saving change does not survive the round trip.
-    if local.astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != moment:
+    if round_trip != moment:
         raise ValueError(
             f"{moment.isoformat()} does not exist in {tz.key}: the clocks skip it; "
             "choose another time or give an offset"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ValidationError
 from publisher.tomlpos import KeyPath, line_of
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# Characters that would hide or reorder what a message shows (NUL, escapes, right-to-left
+# overrides): written as TOML escapes, so the operator sees exactly what is in the file.
+_UNSEEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,49 @@ def field_name(path: KeyPath) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            key = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
+            shown = part if len(part) <= 60 else part[:57] + "..."
+            key = part if _BARE_KEY.fullmatch(part) else '"' + visible(shown.replace('"', '\\"')) + '"'
             text += f".{key}" if text else key
     return text
+
+
+def visible(text: str) -> str:
+    """`text` with control and direction characters written as TOML escapes (`\\u0000`)."""
+    return _UNSEEN.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+NESTING_MAX = 32  # tables and lists inside one another: no operator's file needs more
+
+
+def too_deep(value: Any, limit: int = NESTING_MAX) -> KeyPath | None:
+    """Where parsed TOML nests deeper than `limit`, or None. Iterative: it is what guards the
+    recursive walks (validation, `${VAR}` substitution, redaction) from a file nested thousands deep."""
+    stack: list[tuple[KeyPath, Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(item, dict):
+            stack.extend((path + (key,), sub) for key, sub in item.items())
+        elif isinstance(item, list):
+            stack.extend((path + (index,), sub) for index, sub in enumerate(item))
+    return None
+
+
+def nul_paths(value: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
+    """Where a NUL character sits in parsed TOML, in a key or a string: no platform, database
+    column or file name takes one."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                yield path + (key,)
+            else:
+                yield from nul_paths(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from nul_paths(item, path + (index,))
+    elif isinstance(value, str) and "\x00" in value:
+        yield path
 
 
 def unknown_key_message(key: str, known: Iterable[str]) -> str:
@@ -97,7 +140,7 @@ def describe(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         shown = value if len(value) <= 40 else value[:37] + "..."
-        return '"' + shown.replace('"', '\\"') + '"'
+        return '"' + visible(shown.replace('"', '\\"')) + '"'
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):

@@ -7,6 +7,7 @@ the rules that tie fields together; each problem names the file, the line and th
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import stat
@@ -38,7 +39,9 @@ from publisher.problems import (
     FileProblem,
     describe,
     field_name,
+    nul_paths,
     sort_problems,
+    too_deep,
     validation_problems,
 )
 from publisher.redact import REDACTOR
@@ -46,6 +49,8 @@ from publisher.retry import RetryPolicy
 from publisher.tomlpos import KeyPath, line_of, parse_error_line, parse_error_message
 
 CONFIG_FILE = "siar.toml"
+NESTED_TOO_DEEP = "is nested too deeply: tables or lists more than 32 levels inside one another"
+NUL_MESSAGE = "contains a NUL character (\\u0000), which no platform, database or file name accepts"
 ENV_FILE = ".env"
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -62,8 +67,55 @@ _RESERVED_ACCOUNT_KEYS = ("name", "state_dir")
 
 def is_http_url(value: str) -> bool:
     """An absolute http(s) URL with a host and no whitespace."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[::1": an unclosed IPv6 host
+        return False
     return parts.scheme in ("http", "https") and bool(parts.netloc) and not re.search(r"\s", value)
+
+
+# Longer than any schedule needs, and short enough that adding it to a time never overflows.
+DURATION_MAX = timedelta(days=36500)
+# Room left at the ends of the calendar (year 1, year 9999) for time zones, retries and lateness.
+CALENDAR_MARGIN = timedelta(days=2)
+# A settings or post file larger than this is not one an operator wrote (nor one to read at once).
+FILE_MAX = 10_000_000
+
+
+def _duration(value: Any) -> timedelta:
+    """A duration as operators write them; huge or non-finite ones are their error, not a crash."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a duration like '30s' or '2h', got {value}")
+    try:
+        delta = parse_duration(value)
+    except OverflowError:
+        delta = DURATION_MAX * 2
+    if delta > DURATION_MAX:
+        raise ValueError(f"is too long: at most {DURATION_MAX.days} days")
+    return delta
+
+
+def schedulable(moment: datetime, lateness: timedelta = timedelta(0)) -> bool:
+    """Whether a time leaves room in the calendar for the arithmetic scheduling does on it."""
+    try:
+        moment - CALENDAR_MARGIN
+        moment + CALENDAR_MARGIN + lateness
+    except OverflowError:
+        return False
+    return True
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as an operator's file (a FIFO would block, a device never end),
+    or None."""
+    if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            return "cannot be read: it is a symbolic link to nothing"
+        return "is not a regular file" if path.exists() else None
+    size = path.stat().st_size
+    if size > FILE_MAX:
+        return f"is {size} bytes long; an operator's file may be at most {FILE_MAX // 1_000_000} MB"
+    return None
 
 
 def _positive(delta: timedelta) -> timedelta:
@@ -82,11 +134,22 @@ def _listen_address(value: str) -> str:
 def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown time zone {name!r}; use an IANA name like 'Asia/Jakarta' or 'Asia/Makassar'"
         ) from None
     return name
+
+
+def _path_value(value: str) -> str:
+    if not fits_file_system(value):
+        raise ValueError("has a folder or file name longer than 255 bytes, which no file system takes")
+    return value
+
+
+def fits_file_system(path: str) -> bool:
+    """Whether every name in `path` fits the 255 bytes file systems allow."""
+    return all(len(part.encode("utf-8", "surrogateescape")) <= 255 for part in Path(path).parts)
 
 
 def _media_url(value: str) -> str:
@@ -95,8 +158,8 @@ def _media_url(value: str) -> str:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 AtLeastOne = Annotated[StrictInt, Field(ge=1)]
 
 
@@ -108,12 +171,12 @@ class StrictModel(BaseModel):
 
 class _DaemonTable(StrictModel):
     database: StrictStr | None = None
-    posts: StrictStr = "posts"
-    media: StrictStr = "media"
+    posts: Annotated[StrictStr, AfterValidator(_path_value)] = "posts"
+    media: Annotated[StrictStr, AfterValidator(_path_value)] = "media"
     media_url: Annotated[StrictStr, AfterValidator(_media_url)] | None = None
-    state: StrictStr = "state"
+    state: Annotated[StrictStr, AfterValidator(_path_value)] = "state"
     timezone: Annotated[StrictStr, AfterValidator(_zone)] = "Asia/Jakarta"
-    concurrency: AtLeastOne = 16
+    concurrency: Annotated[StrictInt, Field(ge=1, le=1000)] = 16
     max_lateness: PositiveDuration = timedelta(hours=1)
     sync_every: PositiveDuration = timedelta(seconds=10)
     lease: PositiveDuration = timedelta(minutes=2)
@@ -125,7 +188,7 @@ class _DaemonTable(StrictModel):
 
 
 class _RetryTable(StrictModel):
-    attempts: AtLeastOne = 8
+    attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 8
     first_delay: PositiveDuration = timedelta(seconds=30)
     max_delay: PositiveDuration = timedelta(minutes=10)
 
@@ -281,6 +344,10 @@ class _Loader:
     def load(self) -> Settings | None:
         self._load_env_file()
         try:
+            unusable = regular_file_problem(self.config_file)
+            if unusable is not None:
+                self.problems.append(FileProblem(self.config_file, None, None, unusable))
+                return None
             self.source = self.config_file.read_text(encoding="utf-8")
         except FileNotFoundError:
             self.problems.append(
@@ -295,6 +362,18 @@ class _Loader:
         except tomllib.TOMLDecodeError as exc:
             line = parse_error_line(exc, self.source)
             self.problems.append(FileProblem(self.config_file, line, None, parse_error_message(exc)))
+            return None
+        except RecursionError:
+            self.problems.append(FileProblem(self.config_file, None, None, NESTED_TOO_DEEP))
+            return None
+        deep = too_deep(raw)
+        if deep is not None:
+            self.problem(deep, NESTED_TOO_DEEP)
+            return None
+        nul = list(nul_paths(raw))
+        for where in nul:
+            self.problem(where, NUL_MESSAGE)
+        if nul:
             return None
 
         data = self._resolve(raw, ())
@@ -322,6 +401,12 @@ class _Loader:
                 continue
             # A time written without an offset is in the daemon's zone, as in post files.
             start, end = (t if t.tzinfo else t.replace(tzinfo=tz) for t in (checked.start, checked.end))
+            if not schedulable(start):
+                self.problem(here + ("start",), "is too close to the ends of the calendar (year 1, year 9999)")
+                continue
+            if not schedulable(end, DURATION_MAX):
+                self.problem(here + ("end",), "is too far in the future (a blackout ends before year 9899)")
+                continue
             if end <= start:
                 self.problem(here + ("end",), "must be after start")
                 continue
@@ -499,7 +584,7 @@ class _Loader:
         if table.get(key) is None:
             return None
         try:
-            return _positive(parse_duration(table[key]))
+            return _positive(_duration(table[key]))
         except ValueError as exc:
             self.problem(here + (key,), str(exc))
             return None
@@ -564,7 +649,11 @@ class _Loader:
             else:
                 self.problem(("daemon", "database"), message)
             return url
-        password = urlsplit(url).password
+        try:
+            password = urlsplit(url).password
+        except ValueError as exc:  # "postgresql://[::1": an unclosed IPv6 host
+            self.problem(("daemon", "database"), f"is not a valid URL: {exc}")
+            return url
         if password:
             REDACTOR.add(password)
         match = _SQLITE_URL.fullmatch(url)
@@ -572,6 +661,10 @@ class _Loader:
             return url
         scheme, rest = match.groups()
         file_part, separator, query = rest.partition("?")
+        if not fits_file_system(file_part):
+            self.problem(("daemon", "database"), "has a folder or file name longer than 255 bytes, which no file "
+                                                 "system takes")
+            return url
         if file_part in ("", ":memory:") or file_part.startswith(("/", "file:")):
             return url
         return f"{scheme}:///{self._path(file_part)}{separator}{query}"

@@ -89,9 +89,11 @@ class Syncer:
             rel = path.relative_to(self.settings.posts_dir).as_posix()
             try:
                 st = path.stat()
+                key = (st.st_mtime_ns, st.st_size)
             except OSError:
-                continue  # vanished between listing and reading: the next pass sees the truth
-            key = (st.st_mtime_ns, st.st_size)
+                if not path.is_symlink():
+                    continue  # vanished between listing and reading: the next pass sees the truth
+                key = (-1, -1)  # a symlink to nothing (or a loop): reported, and what it had is kept
             cached = self._cache.get(rel)
             changed = cached is None or cached.stat != key
             if changed:
@@ -440,6 +442,47 @@ class Syncer:
                 if row["state"] == State.PAUSED.value:
                     store.resume_if_nothing_paused(conn, row, actor=self.actor, now=now)
         return count
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How a claimed delivery differs from its post as the database has it now."""
+
+    state: State | None  # where it goes instead of out (cancelled, held, back in line); None: out
+    event: str
+    values: dict[str, Any]  # the post's current content or time, to record first
+    detail: dict[str, Any]
+    hold_reason: HoldReason | None = None
+
+
+def drift(conn: Connection, row: Any, settings: Settings) -> Drift | None:
+    """Checked just before `sending` is committed. A delivery that was claimed, sending or
+    unknown when its post changed or its file was removed is left alone by sync; once it is back
+    in line (lease expired, a retry, `siar resolve --not-published`) it must go out as the files
+    say now, or not at all."""
+    post = conn.execute(select(P.c.spec, P.c.removed, P.c.content_hash, P.c.approved_hash)
+                        .where(P.c.id == row["post_id"])).first()
+    if post is None:
+        return None
+    if post.removed:
+        return Drift(State.CANCELLED, "cancelled", {}, {"reason": "post file removed"})
+    spec = PostSpec.from_json(post.spec)
+    if row["account"] not in spec.to:
+        return Drift(State.CANCELLED, "cancelled", {}, {"reason": f"{row['account']} removed from `to`"})
+    values: dict[str, Any] = {}
+    detail: dict[str, Any] = {"reason": "the post changed while this delivery was out"}
+    if not row["checkpoint"]:  # part of it already went out: never mix two versions
+        message, message_hash = store.message_json(spec.content_for(row["account"]).to_dict())
+        if message_hash != row["message_hash"]:
+            values.update(message=message, message_hash=message_hash)
+            detail["content"] = True
+            if settings.require_approval and not spec.approved_by and post.approved_hash != post.content_hash:
+                return Drift(State.HELD, "held", values, {**detail, "reason": "approval"}, HoldReason.APPROVAL)
+    if row["occurrence"] == ONCE and spec.at is not None and spec.at != row["due_at"]:
+        values.update(due_at=spec.at, ready_at=spec.at, deadline=spec.at + (spec.max_lateness or settings.max_lateness))
+        detail["due_at"] = spec.at.isoformat()
+        return Drift(State.PENDING, "updated", values, detail)  # back in line for its new time
+    return Drift(None, "updated", values, detail) if values else None
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

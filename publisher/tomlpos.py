@@ -53,8 +53,8 @@ def _positions(source: str) -> dict[KeyPath, int]:
     scanner = _Scanner(source)
     try:
         scanner.document()
-    except _Stop:
-        pass  # invalid TOML: keep what was found before the error
+    except (_Stop, RecursionError):
+        pass  # invalid (or absurdly nested) TOML: keep what was found before the error
     return scanner.lines
 
 
@@ -257,6 +257,7 @@ class _Scanner:
 
 def _unescape(match: re.Match[str]) -> str:
     escape = match.group()[1:]
-    if escape[0] in "uU":
-        return chr(int(escape[1:], 16))
+    if escape[0] in "uU" and len(escape) > 1:
+        code = int(escape[1:], 16)
+        return chr(code) if code <= 0x10FFFF else match.group()  # invalid TOML: tomllib says so
     return _SIMPLE_ESCAPES.get(escape, escape)
