@@ -81,9 +81,15 @@ def workspace(tmp_path: Path) -> Workspace:
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Loading settings in-process puts .env values into os.environ (as the daemon should); a
+    # test must not hand them on to the next one's subprocesses, which would then ignore their
+    # own .env ("the environment wins") and sign or mask with another test's secret.
+    saved = dict(os.environ)
     for name in ("SIAR_CONFIG", "SIAR_DATABASE", "SIAR_STATE"):
         monkeypatch.delenv(name, raising=False)
     yield
+    os.environ.clear()
+    os.environ.update(saved)
     REDACTOR.clear()
 
 
