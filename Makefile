@@ -24,6 +24,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The long kill -9 loop: 3,000 posts, 300 SIGKILLs; prints the figures (posts, kills, lost,
+# duplicated, recovered, unknown) as JSON and writes them to bench/results/soak.json.
+soak: $(STAMP)
+	$(BIN)/python -m tests.faults.soak --posts 3000 --kills 300
+
 # On a server (Debian 12, as root): Siar in its own venv, the `siar` command on PATH, the
 # systemd units, and a starting configuration in /etc/siar unless one is there already.
 PREFIX ?= /opt/siar

@@ -171,11 +171,12 @@ class LinkedInAdapter(BaseAdapter):
 
         job.heartbeat()  # the post is the irreversible step: only while the lease is ours
         response = self._request("POST", "/rest/posts", json=body)
-        if response.status_code == 201:
+        if 200 <= response.status_code < 300:  # 201 as documented; any success may have made the post
             urn = response.headers.get("x-restli-id")
             if not urn:
                 raise MaybeSent(
-                    "LinkedIn answered 201 without x-restli-id: the post is out, where is unknown", http_status=201
+                    f"LinkedIn answered {response.status_code} without x-restli-id: the post may be out, "
+                    "where is unknown", http_status=response.status_code,
                 )
             return _receipt(urn)
         answer = _answer(response)

@@ -246,7 +246,7 @@ class MastodonAdapter(BaseAdapter):
         if response.status_code != 200:
             raise self._error(response, "creating the status")
         status = json_or_empty(response)
-        if not isinstance(status, dict) or not status.get("id"):
+        if not isinstance(status, dict) or not _is_id(status.get("id")):
             # 200 without a status: it may exist; let the dispatcher reconcile through lookup.
             raise MaybeSent("the instance answered 200 without a status id", http_status=200)
         receipt = _receipt(status)
@@ -347,7 +347,7 @@ class MastodonAdapter(BaseAdapter):
         since = _parse_time(saved.get("first_posting_at") or saved.get("posting_at"))
         wanted = _comparable(compose(message))
         for status in statuses:
-            if not isinstance(status, dict):
+            if not isinstance(status, dict) or not _is_id(status.get("id")):
                 continue
             created = _parse_time(status.get("created_at"))
             if since is not None and created is not None and created < since - CLOCK_SLACK:
@@ -502,7 +502,13 @@ def _comparable(text: str) -> str:
 
 
 def _receipt(status: Mapping[str, Any]) -> Receipt:
-    return Receipt(str(status["id"]), status.get("url") or status.get("uri"))
+    url = next((v for v in (status.get("url"), status.get("uri")) if isinstance(v, str) and v), None)
+    return Receipt(str(status["id"]), url)
+
+
+def _is_id(value: Any) -> bool:
+    """A status id as Mastodon sends it: a non-empty string (a number from some forks)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) != ""
 
 
 def _base_url(instance: str) -> str:

@@ -254,6 +254,10 @@ class TelegramAdapter(BaseAdapter):
                 return result
             # Telegram said ok, so the message is out; only where it is cannot be told.
             raise MaybeSent(f"Telegram {method} answered ok without a message id", http_status=response.status_code)
+        if 200 <= response.status_code < 300 and answer.get("ok") is not False:
+            # A success whose body cannot be read (a proxy's page, a cut answer): it may be out.
+            raise MaybeSent(f"Telegram {method} answered HTTP {response.status_code} without a readable result",
+                            http_status=response.status_code)
         raise classify(response.status_code, answer, self.chat)
 
     def _scrubbed(self, error: AdapterError) -> AdapterError:

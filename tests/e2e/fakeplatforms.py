@@ -17,6 +17,7 @@ platform under load would. The functions beside each fake build that platform's 
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import itertools
 import json
@@ -165,6 +166,7 @@ class FakeFacebook(GraphFake):
         self.on("POST", f"{page}/photos", "photos", self._photo)
         self.on("POST", f"{page}/feed", "feed", self._feed)
         self.on("GET", f"{page}_\\d+", "read", self._read)
+        self.on("GET", f"{page}/published_posts", "published_posts", self._published)
 
     def permalink(self, post_id: str) -> str:
         page, post = post_id.split("_", 1)
@@ -203,9 +205,21 @@ class FakeFacebook(GraphFake):
             answer["permalink_url"] = self.permalink(post_id)
         return Answer(200, answer, headers=LOW_USAGE)
 
+    def _published(self, seen: Seen, params: dict[str, str]) -> Answer:
+        """`GET /{page-id}/published_posts?since=…`: the Page's posts, newest first."""
+        since = float(params.get("since") or 0)
+        limit = int(params.get("limit") or 25)
+        found = [
+            {"id": post_id, "message": fields.get("message", ""),
+             "created_time": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(fields["created"])),
+             "permalink_url": self.permalink(post_id)}
+            for post_id, fields in reversed(self.posts.items()) if fields["created"] >= since
+        ]
+        return Answer(200, {"data": found[:limit]}, headers=LOW_USAGE)
+
     def _new_post(self, fields: dict[str, Any]) -> str:
         post_id = f"{self.page_id}_{122_100_000_000_000_000 + self.next_id()}"
-        self.posts[post_id] = fields
+        self.posts[post_id] = {**fields, "created": time.time()}
         return post_id
 
 
@@ -352,6 +366,7 @@ class FakeX(FakePlatform):
         self.user_id, self.username, self.token = user_id, username, token
         self.media: dict[str, dict[str, Any]] = {}
         self.posts: dict[str, dict[str, Any]] = {}
+        self.shown: dict[str, tuple[str, float]] = {}  # post id → (text as X shows it, when made)
         self.off_spec: list[str] = []  # answers of this fake that X's schemas would not allow
         server.route("POST", "/2/media/upload",
                      self._step("media_upload", self._authorised(self._upload, None, "MediaUploadResponse")))
@@ -361,6 +376,8 @@ class FakeX(FakePlatform):
                      self._step("tweets", self._authorised(self._create, "CreatePostsRequest", "CreatePostsResponse")))
         server.route("GET", "/2/users/me",
                      self._step("users_me", self._authorised(self._me, None, "GetUsersMeResponse")))
+        server.route_pattern("GET", r"/2/users/\d+/tweets",
+                             self._step("timeline", self._authorised(self._timeline, None, "GetUsersPostsResponse")))
 
     def _authorised(
         self, handler: Callable[[Seen], Answer], request: str | None, response: str
@@ -412,7 +429,22 @@ class FakeX(FakePlatform):
         if media_ids:
             text += " https://t.co/MeDiA0000a"
         self.posts[post_id] = body
+        self.shown[post_id] = (text, time.time())
         return Answer(201, {"data": {"id": post_id, "text": text, "edit_history_tweet_ids": [post_id]}})
+
+    def _timeline(self, seen: Seen) -> Answer:
+        """The user's posts since `start_time`, newest first, with X's t.co text."""
+        if seen.route.split("/")[3] != self.user_id:
+            return x_problem(403, "Forbidden", "You are not authorized to see this user's posts.")
+        start = seen.query.get("start_time")
+        since = calendar.timegm(time.strptime(start, "%Y-%m-%dT%H:%M:%SZ")) if start else 0.0
+        limit = int(seen.query.get("max_results") or 10)
+        data = [{"id": post_id, "text": text, "edit_history_tweet_ids": [post_id]}
+                for post_id, (text, at) in reversed(self.shown.items()) if at >= since][:limit]
+        if not data:
+            return Answer(200, {"meta": {"result_count": 0}})
+        return Answer(200, {"data": data, "meta": {"result_count": len(data), "newest_id": data[0]["id"],
+                                                   "oldest_id": data[-1]["id"]}})
 
     def _me(self, seen: Seen) -> Answer:
         user = {"id": self.user_id, "name": "Pemerintah Kota Palembang", "username": self.username}
@@ -494,6 +526,12 @@ class FakeYouTube(FakePlatform):
         session = self.sessions.get(seen.query.get("upload_id", ""))
         if session is None:
             return Answer(404, "Not Found")
+        if session.get("video_id"):  # completed: every later request gets the video resource
+            return Answer(200, self.videos[session["video_id"]])
+        if re.fullmatch(r"bytes \*/(\d+)", seen.header("Content-Range") or ""):
+            # Where does the upload stand? 308, with `Range` once some bytes have arrived.
+            received = len(session["received"])
+            return Answer(308, b"", headers={"Range": f"bytes=0-{received - 1}"} if received else {})
         match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", seen.header("Content-Range") or "")
         if not match or int(match.group(1)) != len(session["received"]) or int(match.group(3)) != session["size"]:
             return Answer(400, "Invalid Content-Range")
@@ -509,6 +547,7 @@ class FakeYouTube(FakePlatform):
             "status": {"uploadStatus": "uploaded", **metadata.get("status", {})},
         }
         self.videos[video_id] = video
+        session["video_id"] = video_id
         return Answer(200, video)
 
 
@@ -605,7 +644,14 @@ class FakeMastodon(FakePlatform):
         self.media: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.by_idempotency_key: dict[str, str] = {}
+        self.key_seen_at: dict[str, float] = {}
+        self.key_ttl = 3600.0  # Mastodon keeps an Idempotency-Key for one hour
+        self.clock: Callable[[], float] = time.time  # a test can move the server's time on
         server.route("POST", "/api/v2/media", self._step("media", self._authorised(self._upload)))
+        server.route("GET", "/api/v1/accounts/verify_credentials",
+                     self._step("verify_credentials", self._authorised(self._me)))
+        server.route_pattern("GET", r"/api/v1/accounts/\d+/statuses",
+                             self._step("account_statuses", self._authorised(self._account_statuses)))
         server.route_pattern("GET", r"/api/v1/media/\d+",
                              self._step("media_status", self._authorised(self._media_status)))
         server.route("POST", "/api/v1/statuses", self._step("statuses", self._authorised(self._status)))
@@ -643,8 +689,8 @@ class FakeMastodon(FakePlatform):
 
     def _status(self, seen: Seen) -> Answer:
         key = seen.header("Idempotency-Key")
-        if key and key in self.by_idempotency_key:  # the server remembers the key: same status back
-            return Answer(200, self.statuses[self.by_idempotency_key[key]])
+        if key and key in self.by_idempotency_key and self.clock() - self.key_seen_at[key] < self.key_ttl:
+            return Answer(200, self.statuses[self.by_idempotency_key[key]])  # remembered: same status back
         body = seen.json() if (seen.header("Content-Type") or "").startswith("application/json") else seen.form()
         text = str(body.get("status") or "")
         media_ids = body.get("media_ids") or []
@@ -666,7 +712,19 @@ class FakeMastodon(FakePlatform):
         self.statuses[status_id] = status
         if key:
             self.by_idempotency_key[key] = status_id
+            self.key_seen_at[key] = self.clock()
         return Answer(200, status)
+
+    def _me(self, seen: Seen) -> Answer:
+        return Answer(200, {"id": self.account_id, "username": self.username, "acct": self.username,
+                            "display_name": "Pemerintah Kota Palembang", "url": f"https://{self.host}/@{self.username}"})
+
+    def _account_statuses(self, seen: Seen) -> Answer:
+        """`GET /api/v1/accounts/:id/statuses`: the account's statuses, newest first."""
+        if seen.route.split("/")[4] != self.account_id:
+            return Answer(404, {"error": "Record not found"})
+        limit = min(int(seen.query.get("limit") or 20), 40)
+        return Answer(200, list(reversed(self.statuses.values()))[:limit])
 
     def _instance(self, seen: Seen) -> Answer:
         return Answer(200, {

@@ -4,12 +4,15 @@ Each route answers from a script (a list of `Answer`s, the last one repeating); 
 hold the request open until the test releases it, to catch a daemon in the middle of a send.
 A route is an exact path, or a regular expression (`route_pattern`) for paths that carry ids.
 Recorded requests can be read back as the server saw them: path, query, form and file fields.
+An answer can also be no answer: `Answer(reset=True)` drops the connection with a TCP reset.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +31,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None  # wait for this before answering
     delay: float = 0.0
+    reset: bool = False  # close the connection with a TCP reset instead of answering
 
 
 @dataclass
@@ -119,6 +123,11 @@ class FakeServer:
                     answer.hold.wait(60)
                 if answer.delay:
                     time.sleep(answer.delay)
+                if answer.reset:  # no answer at all: the peer sees "connection reset by peer"
+                    self.close_connection = True
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    return
                 payload = answer.body
                 if isinstance(payload, (dict, list)):
                     data = json.dumps(payload).encode()
