@@ -25,10 +25,12 @@ from adapters.base import (
     BaseAdapter,
     ConfigError,
     Job,
+    MaybeSent,
     Media,
     Message,
     Problem,
     RateLimited,
+    Receipt,
     Rejected,
     Transient,
 )
@@ -500,3 +502,186 @@ class GraphAdapter(BaseAdapter):
         raise classify(
             response.status_code, response.headers, payload, self.errors, text=response.text, secrets=(token,)
         )
+
+
+# --- the container flow ------------------------------------------------------------------------
+
+# What a job forgets once its container can never publish (expired, in ERROR): the next round
+# makes a new container, carousel items and all.
+CONTAINER_KEYS = ("container", "children")
+
+
+class ContainerAdapter(GraphAdapter):
+    """Meta's container flow, as Instagram and Threads publish: create a container, poll it until
+    FINISHED, publish it, then name the post.
+
+    Each step is saved through `job.save` before the next one is sent, so a retry or a crash asks
+    the saved container's status instead of making (and publishing) a second one: PUBLISHED
+    settles, FINISHED publishes, EXPIRED or ERROR starts over with a new container.
+
+    A subclass declares its edges, status fields and poll pacing, and writes what is its own:
+    the container's fields (`_post_data`, `_item`), a container's ERROR (`_container_error`),
+    finding a published post (`_find`), and token upkeep at the start of an operation (`_begin`).
+    """
+
+    create_edge: ClassVar[str]  # POST {user}/{create_edge} makes a container
+    publish_edge: ClassVar[str]  # POST {user}/{publish_edge} with its creation_id publishes it
+    status_fields: ClassVar[tuple[str, str]]  # a container's state, and what its ERROR says
+    poll_interval: ClassVar[float]
+    poll_attempts: ClassVar[int]
+    # Which carousel items must be FINISHED before the carousel may name them, and what the
+    # error says when one expired instead.
+    finish_items: ClassVar[frozenset[str]] = frozenset({"image", "video"})
+    item_expired: ClassVar[str] = "creating the carousel again"
+
+    @property
+    def user(self) -> str:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        """The start of an operation: token upkeep, where the platform needs it."""
+
+    def _post_data(self, message: Message, job: Job, since: int) -> dict[str, str]:
+        """The fields of the post's container (a carousel's items are made on the way)."""
+        raise NotImplementedError
+
+    def _item(self, item: Media, *, carousel: bool) -> dict[str, str]:
+        """The container fields for one media file, alone or as a carousel item."""
+        raise NotImplementedError
+
+    def _container_error(self, container: str, error: str) -> AdapterError:
+        """The typed error for a container in ERROR, from what its status says."""
+        raise NotImplementedError
+
+    def _find(self, message: Message, since: Any) -> Receipt | None:
+        """The published post among the account's newest, made since the saved time."""
+        raise NotImplementedError
+
+    # --- publish ------------------------------------------------------------------------------
+
+    def publish(self, message: Message, job: Job) -> Receipt:
+        self._begin()
+        if job.saved.get("media_id"):
+            return self._receipt(str(job.saved["media_id"]))
+        # A second round only when the first container turned out expired: create it again.
+        for _ in range(2):
+            container = str(job.saved.get("container") or self._create(message, job))
+            status = self._wait(job, container)
+            if status == "PUBLISHED":
+                return self._settle(message, job, container)
+            if status == "EXPIRED":
+                checkpoint(job, drop=CONTAINER_KEYS)
+                continue
+            receipt = self._publish(message, job, container)
+            if receipt is not None:
+                return receipt
+        raise Transient(f"{self.errors.platform} let the new container expire too; trying again later")
+
+    def _create(self, message: Message, job: Job) -> str:
+        """Create the post's container (and a carousel's items), saving each id at once."""
+        since = job.saved.get("since") or int(self.clock())
+        container = self._container(self._post_data(message, job, since))
+        checkpoint(job, container=container, since=since)
+        return container
+
+    def _media_data(self, message: Message, job: Job, since: int) -> dict[str, str]:
+        """The container fields for the post's media: one file, or a carousel of its items."""
+        if len(message.media) == 1:
+            return self._item(message.media[0], carousel=False)
+        children = self._children(message, job, since)
+        return {"media_type": "CAROUSEL", "children": ",".join(child["id"] for child in children)}
+
+    def _children(self, message: Message, job: Job, since: int) -> list[dict[str, str]]:
+        done = still_valid(job.saved.get("children"), message.media)
+        for item in message.media[len(done):]:
+            child = self._container(self._item(item, carousel=True))
+            done.append({"file": item.file, "id": child})
+            checkpoint(job, children=done, since=since)
+        # The carousel may name only processed items; an item that failed says why here, where
+        # its own error message is, rather than as a vague failure of the whole carousel.
+        for entry, item in zip(done, message.media):
+            if item.kind in self.finish_items and self._wait(job, entry["id"]) != "FINISHED":
+                # Only an item left a day before a retry expires: the carousel starts over.
+                checkpoint(job, drop=CONTAINER_KEYS)
+                raise Transient(f"{self.errors.platform} let carousel item {item.file} expire; {self.item_expired}")
+        return done
+
+    def _container(self, data: Mapping[str, str]) -> str:
+        answer = self.call("POST", f"{self.user}/{self.create_edge}", data=data)
+        if not answer.get("id"):
+            # An unpublished container costs nothing and expires: a retry simply makes another.
+            raise Transient(f"{self.errors.platform} answered a container request without an id")
+        return str(answer["id"])
+
+    def _status(self, container: str) -> tuple[str, str]:
+        state, detail = self.status_fields
+        answer = self.call("GET", container, params={"fields": f"{state},{detail}"})
+        return str(answer.get(state) or ""), str(answer.get(detail) or "")
+
+    def _wait(self, job: Job, container: str) -> str:
+        """Poll a container until it is FINISHED, PUBLISHED or EXPIRED; raise on ERROR."""
+        for attempt in range(self.poll_attempts):
+            job.heartbeat()
+            status, error = self._status(container)
+            if status in ("FINISHED", "PUBLISHED", "EXPIRED"):
+                return status
+            if status == "ERROR":
+                # This container will never publish: the next attempt starts with a new one.
+                checkpoint(job, drop=CONTAINER_KEYS)
+                raise self._container_error(container, error)
+            if attempt + 1 < self.poll_attempts:
+                self.sleep(self.poll_interval)
+        raise Transient(
+            f"{self.errors.platform} is still processing container {container}; polling again later", retry_after=60
+        )
+
+    def _publish(self, message: Message, job: Job, container: str) -> Receipt | None:
+        """Publish one FINISHED container; None when it expired meanwhile."""
+        try:
+            answer = self.call("POST", f"{self.user}/{self.publish_edge}", data={"creation_id": container})
+        except ContainerExpired:
+            checkpoint(job, drop=CONTAINER_KEYS)
+            return None
+        return self._published(job, answer)
+
+    def _published(self, job: Job, answer: Mapping[str, Any]) -> Receipt:
+        """Save the media id the publish edge answered, and give its receipt."""
+        if not answer.get("id"):
+            raise MaybeSent(f"{self.errors.platform} answered {self.publish_edge} without a media id")
+        checkpoint(job, media_id=str(answer["id"]))
+        return self._receipt(str(answer["id"]))
+
+    def _settle(self, message: Message, job: Job, container: str) -> Receipt:
+        """The container says PUBLISHED: find the post it became among the account's newest."""
+        if job.saved.get("media_id"):
+            return self._receipt(str(job.saved["media_id"]))
+        try:
+            found = self._find(message, job.saved.get("since"))
+        except AdapterError:
+            found = None  # published for certain: failing to name it must not make it unknown
+        if found is None:
+            # No recent post matches (the text was edited since?): the container id is the best
+            # handle left.
+            return Receipt(container)
+        checkpoint(job, media_id=found.platform_id)
+        return found if found.url else self._receipt(found.platform_id)
+
+    def _receipt(self, media_id: str) -> Receipt:
+        """The receipt for a published post; its permalink is a courtesy, never a failure."""
+        try:
+            answer = self.call("GET", media_id, params={"fields": "permalink"})
+        except AdapterError:
+            answer = {}
+        return Receipt(media_id, answer.get("permalink") or None)
+
+    # --- after a crash ------------------------------------------------------------------------
+
+    def lookup(self, message: Message, job: Job) -> Receipt | None:
+        self._begin()
+        if job.saved.get("media_id"):
+            return self._receipt(str(job.saved["media_id"]))
+        container = job.saved.get("container")
+        if not container:
+            return None  # the publish edge is only ever sent for a saved container
+        status, _ = self._status(str(container))
+        return self._settle(message, job, str(container)) if status == "PUBLISHED" else None

@@ -24,7 +24,6 @@ from adapters.base import (
     ConfigError,
     Job,
     Limits,
-    MaybeSent,
     Media,
     Message,
     Problem,
@@ -62,11 +61,10 @@ POLL_INTERVAL = 5.0
 POLL_ATTEMPTS = 60
 # Our clock and Meta's differ: a published post is matched from this long before the saved time.
 CLOCK_SKEW = 10 * 60
-_CONTAINER = ("container", "children")
 _SUBCODE = re.compile(r"\b(\d{6,8})\b")
 
 
-class InstagramAdapter(graph.GraphAdapter):
+class InstagramAdapter(graph.ContainerAdapter):
     platform: ClassVar[str] = "instagram"
     limits: ClassVar[Limits] = Limits(
         text_max=CAPTION_MAX,
@@ -79,6 +77,14 @@ class InstagramAdapter(graph.GraphAdapter):
     optional: ClassVar[tuple[str, ...]] = ("graph_version", "login")
     secrets: ClassVar[tuple[str, ...]] = ("token",)
     errors: ClassVar[graph.ErrorTable] = graph.INSTAGRAM
+    create_edge: ClassVar[str] = "media"
+    publish_edge: ClassVar[str] = "media_publish"
+    status_fields: ClassVar[tuple[str, str]] = ("status_code", "status")
+    poll_interval: ClassVar[float] = POLL_INTERVAL
+    poll_attempts: ClassVar[int] = POLL_ATTEMPTS
+    # Images are ready at once; a video item must be processed before the carousel can name it.
+    finish_items: ClassVar[frozenset[str]] = frozenset({"video"})
+    item_expired: ClassVar[str] = "creating it again later"
 
     def __init__(self, account: Mapping[str, Any], http: requests.Session) -> None:
         super().__init__(account, http)
@@ -135,94 +141,27 @@ class InstagramAdapter(graph.GraphAdapter):
                 problems.append(Problem(f"media[{index}]", f"{item.file} is {item.mime}; Instagram takes JPEG images only"))
         return problems
 
-    # --- publish ------------------------------------------------------------------------------
+    # --- publish (the container flow is graph.ContainerAdapter's) ----------------------------
 
-    def publish(self, message: Message, job: Job) -> Receipt:
-        self._refresh()
-        if job.saved.get("media_id"):
-            return self._receipt(str(job.saved["media_id"]))
-        # A second round only when the first container turned out expired: create it again.
-        for _ in range(2):
-            container = job.saved.get("container") or self._create(message, job)
-            status = self._wait(job, str(container))
-            if status == "PUBLISHED":
-                return self._settle(message, job, str(container))
-            if status == "EXPIRED":
-                graph.checkpoint(job, drop=_CONTAINER)
-                continue
-            try:
-                answer = self.call("POST", f"{self.user}/media_publish", data={"creation_id": str(container)})
-            except graph.ContainerExpired:
-                graph.checkpoint(job, drop=_CONTAINER)
-                continue
-            if not answer.get("id"):
-                raise MaybeSent("Instagram answered media_publish without a media id")
-            graph.checkpoint(job, media_id=str(answer["id"]))
-            return self._receipt(str(answer["id"]))
-        raise Transient("Instagram let the new container expire too; trying again later")
-
-    def _create(self, message: Message, job: Job) -> str:
-        """Create the post's container (and a carousel's children), saving each id at once."""
-        since = job.saved.get("since") or int(self.clock())
-        if len(message.media) == 1:
-            data = self._item(message.media[0], carousel=False)
-        else:
-            children = self._children(message, job, since)
-            data = {"media_type": "CAROUSEL", "children": ",".join(child["id"] for child in children)}
+    def _post_data(self, message: Message, job: Job, since: int) -> dict[str, str]:
+        data = self._media_data(message, job, since)
         caption = text_with_link(message)
         if caption:
             data["caption"] = caption
-        container = self._container(data)
-        graph.checkpoint(job, container=container, since=since)
-        return container
-
-    def _children(self, message: Message, job: Job, since: int) -> list[dict[str, str]]:
-        done = graph.still_valid(job.saved.get("children"), message.media)
-        for item in message.media[len(done):]:
-            child = self._container({**self._item(item, carousel=True), "is_carousel_item": "true"})
-            done.append({"file": item.file, "id": child})
-            graph.checkpoint(job, children=done, since=since)
-        # A video child must be processed before the carousel can name it.
-        for entry, item in zip(done, message.media):
-            if item.kind == "video" and self._wait(job, entry["id"]) != "FINISHED":
-                graph.checkpoint(job, drop=_CONTAINER)
-                raise Transient(f"Instagram let carousel item {item.file} expire; creating it again later")
-        return done
+        return data
 
     def _item(self, item: Media, *, carousel: bool) -> dict[str, str]:
         if not item.url:
             raise Rejected(f"{item.file} has no public URL: Instagram downloads media from a URL (set media_url)")
         if item.kind == "video":
-            return {"media_type": "VIDEO" if carousel else "REELS", "video_url": item.url}
-        data = {"image_url": item.url}
-        if item.alt:
-            data["alt_text"] = item.alt
+            data = {"media_type": "VIDEO" if carousel else "REELS", "video_url": item.url}
+        else:
+            data = {"image_url": item.url}
+            if item.alt:
+                data["alt_text"] = item.alt
+        if carousel:
+            data["is_carousel_item"] = "true"
         return data
-
-    def _container(self, data: Mapping[str, str]) -> str:
-        answer = self.call("POST", f"{self.user}/media", data=data)
-        if not answer.get("id"):
-            # An unpublished container costs nothing but quota: a retry simply makes another.
-            raise Transient("Instagram answered a container request without an id")
-        return str(answer["id"])
-
-    def _status(self, container: str) -> tuple[str, str]:
-        answer = self.call("GET", container, params={"fields": "status_code,status"})
-        return str(answer.get("status_code") or ""), str(answer.get("status") or "")
-
-    def _wait(self, job: Job, container: str) -> str:
-        """Poll a container until it is FINISHED, PUBLISHED or EXPIRED; raise on ERROR."""
-        for _ in range(POLL_ATTEMPTS):
-            job.heartbeat()
-            code, status = self._status(container)
-            if code in ("FINISHED", "PUBLISHED", "EXPIRED"):
-                return code
-            if code == "ERROR":
-                # This container will never publish: the next attempt starts with a new one.
-                graph.checkpoint(job, drop=_CONTAINER)
-                raise self._container_error(container, status)
-            self.sleep(POLL_INTERVAL)
-        raise Transient(f"Instagram is still processing container {container}; polling again later", retry_after=60)
 
     def _container_error(self, container: str, status: str) -> AdapterError:
         """A container's ERROR carries the error subcode in its `status` text."""
@@ -231,19 +170,6 @@ class InstagramAdapter(graph.GraphAdapter):
         if self.errors.rule(None, subcode) is None:
             return Transient(f"Instagram could not process container {container}: {status or 'ERROR'}")
         return graph.to_error(graph.GraphError(0, subcode=subcode, message=f"container {container}: {status}"), self.errors)
-
-    def _settle(self, message: Message, job: Job, container: str) -> Receipt:
-        """The container says PUBLISHED: find the post it became among the account's newest."""
-        try:
-            found = self._find(message, job.saved.get("since"))
-        except AdapterError:
-            found = None  # published for certain: failing to name it must not make it unknown
-        if found is None:
-            # No recent post carries this caption (edited since?): the container id is the best
-            # handle left.
-            return Receipt(container)
-        graph.checkpoint(job, media_id=found.platform_id)
-        return found if found.url else self._receipt(found.platform_id)
 
     def _find(self, message: Message, since: Any) -> Receipt | None:
         answer = self.call("GET", f"{self.user}/media", params={"fields": "id,caption,timestamp,permalink", "limit": "50"})
@@ -257,30 +183,10 @@ class InstagramAdapter(graph.GraphAdapter):
             return Receipt(str(item["id"]), item.get("permalink"))
         return None
 
-    def _receipt(self, media_id: str) -> Receipt:
-        """The receipt for a published post; its permalink is a courtesy, never a failure."""
-        try:
-            answer = self.call("GET", media_id, params={"fields": "permalink"})
-        except AdapterError:
-            answer = {}
-        return Receipt(media_id, answer.get("permalink") or None)
-
-    # --- after a crash ------------------------------------------------------------------------
-
-    def lookup(self, message: Message, job: Job) -> Receipt | None:
-        self._refresh()
-        if job.saved.get("media_id"):
-            return self._receipt(str(job.saved["media_id"]))
-        container = job.saved.get("container")
-        if not container:
-            return None  # media_publish is only ever sent for a saved container
-        code, _ = self._status(str(container))
-        return self._settle(message, job, str(container)) if code == "PUBLISHED" else None
-
     # --- identity and token -------------------------------------------------------------------
 
     def whoami(self) -> str:
-        self._refresh()
+        self._begin()
         answer = self.call("GET", self.user, params={"fields": "username"})
         return f"@{answer.get('username') or '?'} ({answer.get('id') or self.user})"
 
@@ -288,7 +194,7 @@ class InstagramAdapter(graph.GraphAdapter):
         record = self.tokens.load()
         return record if record.get("source") == self._source else {}
 
-    def _refresh(self) -> None:
+    def _begin(self) -> None:
         """Keep an Instagram-login token alive: refresh it well before its 60 days run out.
 
         A failed refresh never fails the post: the current token still works until it expires,

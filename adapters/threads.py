@@ -80,7 +80,6 @@ POLL_ATTEMPTS = 30
 # Our clock and Meta's differ: a published post is searched from this long before the saved time.
 CLOCK_SKEW = 10 * 60
 LOOKUP_LIMIT = 25
-_CONTAINER = ("container", "children")
 # How GET /{user-id}/threads names the media_type a container was created with.
 _LISTED_TYPE = {"TEXT": "TEXT_POST", "IMAGE": "IMAGE", "VIDEO": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM"}
 
@@ -100,7 +99,7 @@ def post_text(message: Message) -> str:
     return message.text
 
 
-class ThreadsAdapter(graph.GraphAdapter):
+class ThreadsAdapter(graph.ContainerAdapter):
     platform: ClassVar[str] = "threads"
     limits: ClassVar[Limits] = Limits(
         text_max=TEXT_MAX,
@@ -114,6 +113,11 @@ class ThreadsAdapter(graph.GraphAdapter):
     errors: ClassVar[graph.ErrorTable] = graph.THREADS
     host: ClassVar[str] = HOST
     default_version: ClassVar[str] = VERSION
+    create_edge: ClassVar[str] = "threads"
+    publish_edge: ClassVar[str] = "threads_publish"
+    status_fields: ClassVar[tuple[str, str]] = ("status", "error_message")
+    poll_interval: ClassVar[float] = POLL_INTERVAL
+    poll_attempts: ClassVar[int] = POLL_ATTEMPTS
 
     def __init__(self, account: Mapping[str, Any], http: requests.Session) -> None:
         super().__init__(account, http)
@@ -162,60 +166,18 @@ class ThreadsAdapter(graph.GraphAdapter):
                 problems.append(Problem(where, f"{item.file} is {item.mime}; Threads takes MP4 or MOV video"))
         return problems
 
-    # --- publish ------------------------------------------------------------------------------
+    # --- publish (the container flow is graph.ContainerAdapter's) ----------------------------
 
-    def publish(self, message: Message, job: Job) -> Receipt:
-        self._begin()
-        if job.saved.get("media_id"):
-            return self._receipt(str(job.saved["media_id"]))
-        # A second round only when the first container turned out expired: create it again.
-        for _ in range(2):
-            container = str(job.saved.get("container") or self._create(message, job))
-            status = self._wait(job, container)
-            if status == "PUBLISHED":
-                return self._settle(message, job, container)
-            if status == "EXPIRED":
-                graph.checkpoint(job, drop=_CONTAINER)
-                continue
-            receipt = self._publish(message, job, container)
-            if receipt is not None:
-                return receipt
-        raise Transient("Threads let the new container expire too; trying again later")
-
-    def _create(self, message: Message, job: Job) -> str:
-        """Create the post's container (and a carousel's items), saving each id at once."""
-        since = job.saved.get("since") or int(self.clock())
+    def _post_data(self, message: Message, job: Job, since: int) -> dict[str, str]:
         text = post_text(message)
         if not message.media:
             if not text.strip():
                 raise Rejected("the post is empty: Threads needs text or a media file")
-            data = {"media_type": "TEXT", "text": text}
-        else:
-            if len(message.media) == 1:
-                data = self._item(message.media[0], carousel=False)
-            else:
-                children = self._children(message, job, since)
-                data = {"media_type": "CAROUSEL", "children": ",".join(child["id"] for child in children)}
-            if text.strip():
-                data["text"] = text
-        container = self._container(data)
-        graph.checkpoint(job, container=container, since=since)
-        return container
-
-    def _children(self, message: Message, job: Job, since: int) -> list[dict[str, str]]:
-        done = graph.still_valid(job.saved.get("children"), message.media)
-        for item in message.media[len(done):]:
-            child = self._container(self._item(item, carousel=True))
-            done.append({"file": item.file, "id": child})
-            graph.checkpoint(job, children=done, since=since)
-        # The carousel may name only processed items; an item that failed says why here, where
-        # its own error message is, rather than as a vague failure of the whole carousel.
-        for entry, item in zip(done, message.media):
-            if self._wait(job, entry["id"]) != "FINISHED":
-                # Only an item left a day before a retry expires: the carousel starts over.
-                graph.checkpoint(job, drop=_CONTAINER)
-                raise Transient(f"Threads let carousel item {item.file} expire; creating the carousel again")
-        return done
+            return {"media_type": "TEXT", "text": text}
+        data = self._media_data(message, job, since)
+        if text.strip():
+            data["text"] = text
+        return data
 
     def _item(self, item: Media, *, carousel: bool) -> dict[str, str]:
         if not item.url:
@@ -230,44 +192,28 @@ class ThreadsAdapter(graph.GraphAdapter):
             data["is_carousel_item"] = "true"
         return data
 
-    def _container(self, data: Mapping[str, str]) -> str:
-        answer = self.call("POST", f"{self.user}/threads", data=data)
-        if not answer.get("id"):
-            # An unpublished container costs nothing and expires: a retry simply makes another.
-            raise Transient("Threads answered a container request without an id")
-        return str(answer["id"])
-
-    def _status(self, container: str) -> tuple[str, str]:
-        answer = self.call("GET", container, params={"fields": "status,error_message"})
-        return str(answer.get("status") or ""), str(answer.get("error_message") or "")
-
-    def _wait(self, job: Job, container: str) -> str:
-        """Poll a container until it is FINISHED, PUBLISHED or EXPIRED; raise on ERROR."""
-        for attempt in range(POLL_ATTEMPTS):
-            job.heartbeat()
-            status, error = self._status(container)
-            if status in ("FINISHED", "PUBLISHED", "EXPIRED"):
-                return status
-            if status == "ERROR":
-                # This container will never publish: the next attempt starts with a new one.
-                graph.checkpoint(job, drop=_CONTAINER)
-                raise _container_error(container, error)
-            if attempt + 1 < POLL_ATTEMPTS:
-                self.sleep(POLL_INTERVAL)
-        raise Transient(f"Threads is still processing container {container}; polling again later", retry_after=60)
+    def _container_error(self, container: str, error: str) -> AdapterError:
+        """A container in ERROR names the failed step (`FAILED_*`, `UNKNOWN`) or the property of the
+        file Threads refuses (`INVALID_*`, e.g. INVALID_ASPEC_RATIO, spelt so by Meta)."""
+        error = error or "ERROR"
+        if error.startswith("INVALID_"):
+            return Rejected(f"Threads refused the media of container {container}: {error} "
+                            "(see Meta's media specifications for Threads)")
+        return Transient(f"Threads could not process container {container}: {error}")
 
     def _publish(self, message: Message, job: Job, container: str) -> Receipt | None:
         """`threads_publish` one FINISHED container; None when it expired meanwhile.
 
-        It is sent a second time only once the container shows it did not go out, and only with
-        a token renewed after Threads rejected the first one.
+        Unlike the shared `_publish`, a failed answer is checked against the container first. It
+        is sent a second time only once the container shows it did not go out, and only with a
+        token renewed after Threads rejected the first one.
         """
         resent = False
         while True:
             token = self._token
             try:
                 # Not `self.call`: its resend after a rejected token must not apply here unchecked.
-                answer = super().call("POST", f"{self.user}/threads_publish", data={"creation_id": container})
+                answer = super().call("POST", f"{self.user}/{self.publish_edge}", data={"creation_id": container})
             except MaybeSent:
                 raise  # no answer at all: the dispatcher reconciles through `lookup`
             except AdapterError as error:
@@ -280,31 +226,13 @@ class ThreadsAdapter(graph.GraphAdapter):
                 if status == "PUBLISHED":
                     return self._settle(message, job, container)
                 if status == "EXPIRED":
-                    graph.checkpoint(job, drop=_CONTAINER)
+                    graph.checkpoint(job, drop=graph.CONTAINER_KEYS)
                     return None
                 if not resent and isinstance(error, AuthExpired) and (self._token != token or self._renew()):
                     resent = True
                     continue
                 raise error from None
-            if not answer.get("id"):
-                raise MaybeSent("Threads answered threads_publish without a media id")
-            graph.checkpoint(job, media_id=str(answer["id"]))
-            return self._receipt(str(answer["id"]))
-
-    def _settle(self, message: Message, job: Job, container: str) -> Receipt:
-        """The container says PUBLISHED: find the post it became among the account's newest."""
-        if job.saved.get("media_id"):
-            return self._receipt(str(job.saved["media_id"]))
-        try:
-            found = self._find(message, job.saved.get("since"))
-        except AdapterError:
-            found = None  # published for certain: failing to name it must not make it unknown
-        if found is None:
-            # No recent post matches (the text was edited since?): the container id is the best
-            # handle left.
-            return Receipt(container)
-        graph.checkpoint(job, media_id=found.platform_id)
-        return found if found.url else self._receipt(found.platform_id)
+            return self._published(job, answer)
 
     def _find(self, message: Message, since: Any) -> Receipt | None:
         params = {"fields": "id,media_type,text,timestamp,permalink", "limit": str(LOOKUP_LIMIT)}
@@ -324,26 +252,6 @@ class ThreadsAdapter(graph.GraphAdapter):
         # a later one with the same text would be a person's repeat.
         item = matches[-1]
         return Receipt(str(item["id"]), item.get("permalink") or None)
-
-    def _receipt(self, media_id: str) -> Receipt:
-        """The receipt for a published post; its permalink is a courtesy, never a failure."""
-        try:
-            answer = self.call("GET", media_id, params={"fields": "permalink"})
-        except AdapterError:
-            answer = {}
-        return Receipt(media_id, answer.get("permalink") or None)
-
-    # --- after a crash ------------------------------------------------------------------------
-
-    def lookup(self, message: Message, job: Job) -> Receipt | None:
-        self._begin()
-        if job.saved.get("media_id"):
-            return self._receipt(str(job.saved["media_id"]))
-        container = job.saved.get("container")
-        if not container:
-            return None  # threads_publish is only ever sent for a saved container
-        status, _ = self._status(str(container))
-        return self._settle(message, job, str(container)) if status == "PUBLISHED" else None
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -449,12 +357,3 @@ def _media_type(message: Message) -> str:
         return "CAROUSEL"
     return "VIDEO" if message.media[0].kind == "video" else "IMAGE"
 
-
-def _container_error(container: str, error: str) -> AdapterError:
-    """A container in ERROR names the failed step (`FAILED_*`, `UNKNOWN`) or the property of the
-    file Threads refuses (`INVALID_*`, e.g. INVALID_ASPEC_RATIO, spelt so by Meta)."""
-    error = error or "ERROR"
-    if error.startswith("INVALID_"):
-        return Rejected(f"Threads refused the media of container {container}: {error} "
-                        "(see Meta's media specifications for Threads)")
-    return Transient(f"Threads could not process container {container}: {error}")
