@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from publisher.models import AuditEvent, AuditHead, utcnow
 from publisher.redact import REDACTOR, redact
@@ -53,9 +53,8 @@ def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
 
 
-def append(
-    conn: Connection,
-    event: str,
+def event(
+    name: str,
     *,
     actor: str = DAEMON,
     post_id: str | None = None,
@@ -68,22 +67,16 @@ def append(
     error: str | None = None,
     detail: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> int:
-    """Append one event inside the caller's write transaction; returns its sequence number."""
-    head_query = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        head_query = head_query.with_for_update()
-    seq, prev = conn.execute(head_query).one()
-    # Hash the time exactly as the database gives it back: UTC, microseconds.
-    at = (at or utcnow()).astimezone(timezone.utc)
-    row: dict[str, Any] = {
-        "seq": seq + 1,
-        "at": at,
+) -> dict[str, Any]:
+    """One event's fields, redacted, ready for `append_many` (which numbers and chains it)."""
+    return {
+        # Hash the time exactly as the database gives it back: UTC, microseconds.
+        "at": (at or utcnow()).astimezone(timezone.utc),
         "post_id": post_id,
         "delivery_id": delivery_id,
         "account": account,
         "platform": platform,
-        "event": event,
+        "event": name,
         "attempt": attempt,
         "http_status": http_status,
         "platform_id": platform_id,
@@ -94,11 +87,37 @@ def append(
         "detail": (redact(json.dumps(REDACTOR.deep(detail), sort_keys=True, ensure_ascii=False))
                    if detail else None),
     }
-    row["hash"] = chain_hash(prev, row)
-    row["prev_hash"] = prev
-    conn.execute(EVENTS.insert().values(**row))
-    conn.execute(update(HEAD).where(HEAD.c.id == 1).values(seq=row["seq"], hash=row["hash"]))
-    return int(row["seq"])
+
+
+# Built once: building a statement per call cost more CPU than running it (SQLAlchemy's cache
+# key generation), and an audit append runs several times per delivery.
+_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_INSERT = EVENTS.insert()
+_MOVE_HEAD = update(HEAD).where(HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+
+
+def append_many(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Append events (from `event`) in order inside the caller's write transaction: one read and
+    one move of the chain's head for all of them. Returns their sequence numbers."""
+    if not rows:
+        return []
+    head = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
+    seq, prev = conn.execute(head).one()
+    chained = []
+    for row in rows:
+        seq += 1
+        row = {**row, "seq": seq, "prev_hash": prev}
+        row["hash"] = prev = chain_hash(prev, row)
+        chained.append(row)
+    conn.execute(_INSERT, chained)
+    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+    return [row["seq"] for row in chained]
+
+
+def append(conn: Connection, name: str, **fields: Any) -> int:
+    """Append one event inside the caller's write transaction; returns its sequence number."""
+    return append_many(conn, [event(name, **fields)])[0]
 
 
 @dataclass(frozen=True)

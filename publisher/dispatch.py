@@ -18,9 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import func, select
+import requests.utils
+from requests.sessions import merge_setting
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.engine import RowMapping
 
 from adapters.base import (
@@ -49,11 +52,17 @@ from publisher.sync import drift as post_drift
 log = logs.get("siar.dispatch")
 
 A, D = store.A, store.D
+# The earliest pacing wait still ahead (`next_wake`), built once: building it cost more than running it.
+_NEXT_PACING = select(func.min(A.c.not_before)).where(A.c.not_before > bindparam("after", type_=A.c.not_before.type))
 
 
 def new_owner() -> str:
     """A lease owner name that is unique per process start: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+# The environment's proxies per (scheme, host, no_proxy), shared by every account's session.
+_ENVIRON_PROXIES: dict[tuple[str, str, Any], dict[str, str]] = {}
 
 
 class CountingSession(requests.Session):
@@ -63,10 +72,30 @@ class CountingSession(requests.Session):
         super().__init__()
         self.headers.update(new_session().headers)
         self.sent = 0
+        self._ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self.sent += 1
         return super().send(request, **kwargs)
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        """As requests does it, but with the environment's proxy and CA settings read once per
+        host: reading them for every request (os.environ, no_proxy matching) cost more CPU than
+        the rest of a request, and a daemon's environment does not change while it runs."""
+        if self.trust_env:
+            parts = urlsplit(url)
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            key = (parts.scheme, parts.netloc, no_proxy)
+            env = _ENVIRON_PROXIES.get(key)
+            if env is None:
+                env = _ENVIRON_PROXIES[key] = requests.utils.get_environ_proxies(url, no_proxy=no_proxy)
+            if proxies is not None:
+                for name, value in env.items():
+                    proxies.setdefault(name, value)
+            if verify is True or verify is None:
+                verify = self._ca_bundle or verify
+        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
 
 
 class DbJob:
@@ -87,13 +116,8 @@ class DbJob:
         data = dict(state)
         now = utcnow()
         with self._dispatcher.db.write() as conn:
-            ok = conn.execute(
-                store.D.update().where(self._lease.where()).values(
-                    checkpoint=json.dumps(data, sort_keys=True),
-                    lease_expires=now + self._dispatcher.settings.lease,
-                    updated_at=now,
-                )
-            ).rowcount == 1
+            ok = store.update_leased(conn, self._lease, now=now, checkpoint=json.dumps(data, sort_keys=True),
+                                     lease_expires=now + self._dispatcher.settings.lease)
         if not ok:
             raise LeaseLost(f"delivery {self._lease.delivery_id}: lease lost, checkpoint not saved")
         self._saved = data
@@ -223,9 +247,7 @@ class Dispatcher:
         now = utcnow()
         with self.db.read() as conn:
             ready = store.next_ready_time(conn, now)
-            pacing = conn.execute(
-                select(func.min(A.c.not_before)).where(A.c.not_before.is_not(None), A.c.not_before > now)
-            ).scalar()
+            pacing = conn.execute(_NEXT_PACING, {"after": now}).scalar()
         times = [t for t in (ready, pacing) if t is not None]
         return min(times) if times else None
 
@@ -352,8 +374,10 @@ class Dispatcher:
     def _record(
         self, row: Mapping[str, Any], lease: store.Lease, bound: Any, state: State, event: str, *,
         attempt: int | None = None, http_status: int | None = None, error: str | None = None,
-        hold_reason: HoldReason | None = None, detail: dict[str, Any] | None = None, **values: Any,
+        hold_reason: HoldReason | None = None, detail: dict[str, Any] | None = None,
+        also: Callable[[Connection], None] | None = None, **values: Any,
     ) -> Outcome:
+        """Record a transition (fenced, audited); `also` runs in the same transaction if it held."""
         now = utcnow()
         error = redact(error)
         with self.db.write() as conn:
@@ -362,6 +386,8 @@ class Dispatcher:
                 error=error, detail=detail, row=row, hold_reason=hold_reason.value if hold_reason else None,
                 last_error=error, **values,
             )
+            if ok and also is not None:
+                also(conn)
             if ok and state not in READY and self.on_settled is not None:
                 self.on_settled(conn, row, now)
         if not ok:
@@ -404,24 +430,21 @@ class Dispatcher:
         detail = {"url": url} if url else {}
         if reconciled:  # found on the platform by `lookup`: the audit says so, not just "published"
             detail["reconciled"] = reconciled
-        outcome = self._record(row, lease, bound, State.PUBLISHED, event, attempt=attempt, detail=detail or None,
-                               platform_id=str(receipt.platform_id), url=url, published_at=now)
-        if outcome.state is State.PUBLISHED:
-            self._pace(row["account"], now)
-        return outcome
+        return self._record(row, lease, bound, State.PUBLISHED, event, attempt=attempt, detail=detail or None,
+                            also=lambda conn: self._pace(conn, row["account"], now),
+                            platform_id=str(receipt.platform_id), url=url, published_at=now)
 
-    def _pace(self, name: str, now: datetime) -> None:
+    def _pace(self, conn: Connection, name: str, now: datetime) -> None:
         """min_interval and max_per_day: push the account's next claim out as far as they say."""
         account = self.settings.accounts.get(name)
         waits: list[datetime] = []
-        with self.db.write() as conn:
-            if account is not None and account.min_interval:
-                waits.append(now + account.min_interval)
-            if account is not None and account.max_per_day:
-                recent = store.published_since(conn, name, now - timedelta(days=1))
-                if len(recent) >= account.max_per_day:
-                    waits.append(recent[-account.max_per_day] + timedelta(days=1))
-            store.set_account(conn, name, last_published_at=now, **({"not_before": max(waits)} if waits else {}))
+        if account is not None and account.min_interval:
+            waits.append(now + account.min_interval)
+        if account is not None and account.max_per_day:
+            recent = store.published_since(conn, name, now - timedelta(days=1))
+            if len(recent) >= account.max_per_day:
+                waits.append(recent[-account.max_per_day] + timedelta(days=1))
+        store.set_account(conn, name, last_published_at=now, **({"not_before": max(waits)} if waits else {}))
 
     def _retry(self, row: RowMapping, lease: store.Lease, bound: Any, attempt: int, exc: Transient) -> Outcome:
         now = utcnow()

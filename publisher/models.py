@@ -64,7 +64,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("post_id", "account", "occurrence", name="uq_delivery_occurrence"),
         Index("ix_delivery_ready", "state", "ready_at"),
-        Index("ix_delivery_account_state", "account", "state"),
+        # Per account and state, in claim order: `claim_batch` finds an account's deliveries in
+        # flight and its earlier ready ones with a seek (also serves every (account, state) lookup).
+        Index("ix_delivery_account_ready", "account", "state", "ready_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -10,10 +10,13 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection, Integer, Select, Update, and_, bindparam, exists, func, insert, or_, select, union_all, update,
+)
 from sqlalchemy.engine import RowMapping
 
 from publisher import audit
@@ -45,67 +48,131 @@ class Lease:
     owner: str
     token: int
 
-    def where(self) -> Any:
-        return and_(D.c.id == self.delivery_id, D.c.lease_owner == self.owner, D.c.claim_token == self.token)
+    def params(self) -> dict[str, Any]:
+        """The parameters of `_FENCED`'s WHERE clause."""
+        return {"w_id": self.delivery_id, "w_owner": self.owner, "w_token": self.token}
+
+
+# A fenced UPDATE, built once (building one per call cost more CPU than running it): SQLAlchemy
+# makes its SET clause from the parameters' column names at execution.
+_FENCED = update(D).where(
+    D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"), D.c.claim_token == bindparam("w_token")
+)
+
+
+def delivery_row(
+    *, post_id: str, account: str, platform: str, occurrence: str, due_at: datetime, deadline: datetime,
+    content: Mapping[str, Any], now: datetime, state: State = State.PENDING, hold_reason: HoldReason | None = None,
+) -> dict[str, Any]:
+    """A new delivery's columns (one place for them: `create_delivery` and sync's batches)."""
+    message, message_hash = message_json(content)
+    return {
+        "post_id": post_id,
+        "account": account,
+        "platform": platform,
+        "occurrence": occurrence,
+        "key": delivery_key(post_id, account, occurrence),
+        "state": state.value,
+        "hold_reason": hold_reason.value if hold_reason else None,
+        "due_at": due_at,
+        "ready_at": due_at,
+        "deadline": deadline,
+        "attempts": 0,
+        "message": message,
+        "message_hash": message_hash,
+        "claim_token": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def creation_events(row: Mapping[str, Any], delivery_id: int, *, actor: str,
+                    detail: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The audit events of a new delivery: `created`, and `held` when it starts held."""
+    common = {"actor": actor, "post_id": row["post_id"], "delivery_id": delivery_id, "account": row["account"],
+              "platform": row["platform"], "at": row["created_at"]}
+    events = [audit.event("created", **common, detail={
+        "due_at": row["due_at"].isoformat(), "occurrence": row["occurrence"], **(detail or {})})]
+    if row["state"] == State.HELD.value:
+        events.append(audit.event("held", **common, detail={"reason": row["hold_reason"], **(detail or {})}))
+    return events
+
+
+_INSERT_DELIVERY = insert(D)
 
 
 def create_delivery(
-    conn: Connection,
-    *,
-    post_id: str,
-    account: str,
-    platform: str,
-    occurrence: str,
-    due_at: datetime,
-    deadline: datetime,
-    content: Mapping[str, Any],
-    now: datetime,
-    state: State = State.PENDING,
-    hold_reason: HoldReason | None = None,
-    actor: str = audit.DAEMON,
-    detail: dict[str, Any] | None = None,
+    conn: Connection, *, actor: str = audit.DAEMON, detail: dict[str, Any] | None = None, **fields: Any,
 ) -> int:
-    message, message_hash = message_json(content)
-    result = conn.execute(
-        insert(D).values(
-            post_id=post_id,
-            account=account,
-            platform=platform,
-            occurrence=occurrence,
-            key=delivery_key(post_id, account, occurrence),
-            state=state.value,
-            hold_reason=hold_reason.value if hold_reason else None,
-            due_at=due_at,
-            ready_at=due_at,
-            deadline=deadline,
-            attempts=0,
-            message=message,
-            message_hash=message_hash,
-            claim_token=0,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    delivery_id = int(result.inserted_primary_key[0])
-    audit.append(
-        conn, "created", actor=actor, post_id=post_id, delivery_id=delivery_id, account=account,
-        platform=platform, detail={"due_at": due_at.isoformat(), "occurrence": occurrence, **(detail or {})},
-        at=now,
-    )
-    if state is State.HELD:
-        audit.append(
-            conn, "held", actor=actor, post_id=post_id, delivery_id=delivery_id, account=account,
-            platform=platform, detail={"reason": hold_reason.value if hold_reason else None, **(detail or {})},
-            at=now,
-        )
+    """Insert one delivery (fields as `delivery_row` takes them) with its audit events."""
+    row = delivery_row(**fields)
+    delivery_id = int(conn.execute(_INSERT_DELIVERY, row).inserted_primary_key[0])
+    audit.append_many(conn, creation_events(row, delivery_id, actor=actor, detail=detail))
     return delivery_id
 
 
+_ACCOUNT_PLATFORM = select(A.c.platform).where(A.c.name == bindparam("w_name"))
+_ADD_ACCOUNT = insert(A)
+_SET_ACCOUNT = update(A).where(A.c.name == bindparam("w_name"))
+
+
 def ensure_account(conn: Connection, name: str, platform: str) -> None:
-    if conn.execute(select(A.c.name).where(A.c.name == name)).first() is None:
-        conn.execute(insert(A).values(name=name, platform=platform, paused=False))
-    else:
-        conn.execute(update(A).where(A.c.name == name, A.c.platform != platform).values(platform=platform))
+    known = conn.execute(_ACCOUNT_PLATFORM, {"w_name": name}).first()
+    if known is None:
+        conn.execute(_ADD_ACCOUNT, {"name": name, "platform": platform, "paused": False})
+    elif known.platform != platform:
+        conn.execute(_SET_ACCOUNT, {"w_name": name, "platform": platform})
+
+
+@cache
+def _claim_statement(skip_locked: bool) -> Update:
+    """`claim_batch`'s UPDATE, built once per backend (building it cost more than running it).
+
+    Its cost follows the deliveries due now, not the table's size: the due ones come from
+    ix_delivery_ready (state, ready_at); on SQLite `busy` and `earlier` are seeks in
+    ix_delivery_account_ready (account, state, ready_at, id), each reading only that account's
+    deliveries in flight or due (PostgreSQL, with statistics, may hash the due ones instead).
+    """
+    now = bindparam("claim_now", type_=D.c.ready_at.type)
+    ready = [s.value for s in READY]
+    d = D.alias("d")
+    busy = select(D.c.id).where(D.c.account == d.c.account, D.c.state.in_([s.value for s in IN_FLIGHT])).exists()
+    blocked = exists().where(
+        A.c.name == d.c.account,
+        or_(A.c.paused.is_(True), and_(A.c.not_before.is_not(None), A.c.not_before > now)),
+    )
+    e = D.alias("e")
+    earlier = select(e.c.id).where(
+        e.c.account == d.c.account,
+        e.c.state.in_(ready),
+        e.c.ready_at <= now,
+        or_(e.c.ready_at < d.c.ready_at, and_(e.c.ready_at == d.c.ready_at, e.c.id < d.c.id)),
+    ).exists()
+    candidates = (
+        select(d.c.id)
+        .where(d.c.state.in_(ready), d.c.ready_at <= now, ~busy, ~blocked, ~earlier,
+               d.c.account.not_in(bindparam("claim_exclude", expanding=True)))
+        .order_by(d.c.ready_at, d.c.id)
+        .limit(bindparam("claim_limit", type_=Integer))
+    )
+    if skip_locked:
+        candidates = candidates.with_for_update(skip_locked=True)
+    # Found by id. The state re-check is a NOT IN, which no index serves: `state IN (ready)`
+    # would let SQLite's planner (no statistics) walk ix_delivery_ready through every ready
+    # row instead of looking the few ids up.
+    still_ready = D.c.state.not_in([s.value for s in State if s not in READY])
+    return (
+        update(D)
+        .where(D.c.id.in_(candidates.scalar_subquery()), still_ready)
+        .values(
+            state=State.CLAIMED.value,
+            lease_owner=bindparam("claim_owner", type_=D.c.lease_owner.type),
+            lease_expires=bindparam("claim_expires", type_=D.c.lease_expires.type),
+            claim_token=D.c.claim_token + 1,
+            updated_at=now,
+        )
+        .returning(*D.c)
+    )
 
 
 def claim_batch(
@@ -117,47 +184,18 @@ def claim_batch(
     An account is skipped while one of its deliveries is in flight, while it is paused, or
     while its pacing (`not_before`) says wait: per account, one at a time, in order.
     """
-    d = D.alias("d")
-    busy = exists().where(D.c.account == d.c.account, D.c.state.in_([s.value for s in IN_FLIGHT]))
-    blocked = exists().where(
-        A.c.name == d.c.account,
-        or_(A.c.paused.is_(True), and_(A.c.not_before.is_not(None), A.c.not_before > now)),
-    )
-    e = D.alias("e")
-    earlier = exists().where(
-        e.c.account == d.c.account,
-        e.c.state.in_([s.value for s in READY]),
-        e.c.ready_at <= now,
-        or_(e.c.ready_at < d.c.ready_at, and_(e.c.ready_at == d.c.ready_at, e.c.id < d.c.id)),
-    )
-    candidates = (
-        select(d.c.id)
-        .where(d.c.state.in_([s.value for s in READY]), d.c.ready_at <= now, ~busy, ~blocked, ~earlier)
-        .order_by(d.c.ready_at, d.c.id)
-        .limit(limit)
-    )
-    if exclude_accounts:
-        candidates = candidates.where(d.c.account.not_in(list(exclude_accounts)))
-    if conn.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
     rows = conn.execute(
-        update(D)
-        .where(D.c.id.in_(candidates.scalar_subquery()), D.c.state.in_([s.value for s in READY]))
-        .values(
-            state=State.CLAIMED.value,
-            lease_owner=owner,
-            lease_expires=now + lease,
-            claim_token=D.c.claim_token + 1,
-            updated_at=now,
-        )
-        .returning(*D.c)
+        _claim_statement(conn.dialect.name == "postgresql"),
+        {"claim_now": now, "claim_owner": owner, "claim_expires": now + lease, "claim_limit": limit,
+         "claim_exclude": list(exclude_accounts)},
     ).mappings().all()
-    for row in rows:
-        audit.append(
-            conn, "claimed", post_id=row["post_id"], delivery_id=row["id"], account=row["account"],
-            platform=row["platform"], attempt=row["attempts"] + 1, detail={"owner": owner}, at=now,
-        )
-    return sorted(rows, key=lambda r: (r["ready_at"], r["id"]))
+    rows = sorted(rows, key=lambda r: (r["ready_at"], r["id"]))
+    audit.append_many(conn, [
+        audit.event("claimed", post_id=row["post_id"], delivery_id=row["id"], account=row["account"],
+                    platform=row["platform"], attempt=row["attempts"] + 1, detail={"owner": owner}, at=now)
+        for row in rows
+    ])
+    return rows
 
 
 def next_ready_time(conn: Connection, after: datetime) -> datetime | None:
@@ -166,9 +204,18 @@ def next_ready_time(conn: Connection, after: datetime) -> datetime | None:
     What is ready already but blocked (its account busy) is not counted: the end of the send
     that blocks it wakes the dispatcher instead, so an idle daemon never spins.
     """
-    return conn.execute(
-        select(func.min(D.c.ready_at)).where(D.c.state.in_([s.value for s in READY]), D.c.ready_at > after)
-    ).scalar()
+    return conn.execute(_next_ready_statement(), {"after": after}).scalar()
+
+
+@cache
+def _next_ready_statement() -> Select[Any]:
+    """One min() per ready state: each is a single seek in ix_delivery_ready (state, ready_at),
+    where `state IN (…)` would read every waiting row after `after`."""
+    after = bindparam("after", type_=D.c.ready_at.type)
+    firsts = union_all(*(
+        select(func.min(D.c.ready_at).label("t")).where(D.c.state == s.value, D.c.ready_at > after) for s in READY
+    )).subquery()
+    return select(func.min(firsts.c.t))
 
 
 def fenced(
@@ -198,7 +245,7 @@ def fenced(
         values["platform_id"] = platform_id
     if http_status is not None:
         values["http_status"] = http_status
-    result = conn.execute(update(D).where(lease.where()).values(updated_at=now, **values))
+    result = conn.execute(_FENCED, {**values, "updated_at": now, **lease.params()})
     if result.rowcount != 1:
         return False
     audit.append(
@@ -209,9 +256,13 @@ def fenced(
     return True
 
 
+def update_leased(conn: Connection, lease: Lease, *, now: datetime, **values: Any) -> bool:
+    """Change the delivery's columns only if `lease` still holds (no audit event: bookkeeping)."""
+    return conn.execute(_FENCED, {**values, "updated_at": now, **lease.params()}).rowcount == 1
+
+
 def renew(conn: Connection, lease: Lease, *, until: datetime, now: datetime) -> bool:
-    result = conn.execute(update(D).where(lease.where()).values(lease_expires=until, updated_at=now))
-    return result.rowcount == 1
+    return update_leased(conn, lease, now=now, lease_expires=until)
 
 
 def expired_leases(conn: Connection, now: datetime, state: State, limit: int = 100) -> list[RowMapping]:
@@ -238,17 +289,19 @@ def take_over(conn: Connection, row: Mapping[str, Any], *, owner: str, now: date
 
 
 def set_account(conn: Connection, name: str, **values: Any) -> None:
-    conn.execute(update(A).where(A.c.name == name).values(**values))
+    conn.execute(_SET_ACCOUNT, {**values, "w_name": name})
+
+
+_PUBLISHED_SINCE = (
+    select(D.c.published_at)
+    .where(D.c.account == bindparam("w_account"), D.c.state == State.PUBLISHED.value,
+           D.c.published_at >= bindparam("w_since", type_=D.c.published_at.type))
+    .order_by(D.c.published_at)
+)
 
 
 def published_since(conn: Connection, account: str, since: datetime) -> list[datetime]:
-    return list(
-        conn.execute(
-            select(D.c.published_at)
-            .where(D.c.account == account, D.c.state == State.PUBLISHED.value, D.c.published_at >= since)
-            .order_by(D.c.published_at)
-        ).scalars()
-    )
+    return list(conn.execute(_PUBLISHED_SINCE, {"w_account": account, "w_since": since}).scalars())
 
 
 def resume_if_nothing_paused(conn: Connection, row: Mapping[str, Any], *, actor: str, now: datetime) -> None:
