@@ -14,7 +14,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -133,6 +133,11 @@ class PostSpec:
 
     def to_json(self) -> str:
         """Canonical JSON (sorted keys): what the database keeps and `content_hash` covers."""
+        return self._json
+
+    # Cached: a spec never changes once loaded, and sync compares every post's hash each pass.
+    @cached_property
+    def _json(self) -> str:
         document = {
             "id": self.id,
             "path": self.path,
@@ -168,11 +173,11 @@ class PostSpec:
             media_digests=dict(data.get("media_digests", {})),
         )
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Text, media and targets, for the duplicate guard: the same post under another file
         name or id has the same fingerprint."""
@@ -296,19 +301,52 @@ def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
 
 
 def post_files(folder: Path) -> tuple[list[Path], str | None]:
+    entries, folder_error = post_entries(folder)
+    return [Path(entry.path) for _, entry in entries], folder_error
+
+
+def post_entries(folder: Path) -> tuple[list[tuple[str, os.DirEntry[str]]], str | None]:
+    """Every `*.toml` under `folder` as (its path relative to `folder`, posix form; its entry),
+    in that order, hidden files and folders skipped, symlinked folders not followed (as
+    `os.walk` does). Plain strings and `os.scandir` entries: sync walks thousands of files every
+    few seconds, and an entry's `stat()` is the one the mtime cache needs."""
     if not folder.is_dir():
         return [], f"the posts folder {folder} does not exist or is not a folder"
     errors: list[OSError] = []
-    found: list[Path] = []
-    # Hidden entries are editors' swap files and version-control folders, never posts.
-    for root, dirs, names in os.walk(folder, onerror=errors.append):
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
-        found.extend(Path(root) / name for name in names if name.endswith(".toml") and not name.startswith("."))
-    found.sort(key=lambda path: path.relative_to(folder).as_posix())
+    found: list[tuple[str, os.DirEntry[str]]] = []
+    _walk(str(folder), "", found, errors)
+    found.sort()  # by relative path: each is unique, so two entries are never compared
     if errors:
         # A subfolder we cannot read would look like removed posts; the caller must not cancel.
         return found, f"cannot read {errors[0].filename}: {errors[0].strerror}"
     return found, None
+
+
+def _walk(top: str, prefix: str, found: list[tuple[str, os.DirEntry[str]]], errors: list[OSError]) -> None:
+    files: list[tuple[str, os.DirEntry[str]]] = []
+    folders: list[tuple[str, str]] = []
+    try:
+        with os.scandir(top) as listing:
+            for entry in listing:
+                name = entry.name
+                # Hidden entries are editors' swap files and version-control folders, never posts.
+                if name.startswith("."):
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if not entry.is_symlink():
+                        folders.append((entry.path, prefix + name + "/"))
+                elif name.endswith(".toml"):
+                    files.append((prefix + name, entry))
+    except OSError as exc:
+        errors.append(exc)
+        return  # as os.walk: a folder that cannot be listed to the end counts as unreadable
+    found.extend(files)
+    for path, below in folders:
+        _walk(path, below, found, errors)
 
 
 class AdapterCache:
@@ -339,7 +377,6 @@ class _Loaded:
     spec: PostSpec | None
     problems: list[FileProblem]
     relative: str
-    id_line: int | None
 
 
 class _PostLoader:
@@ -349,10 +386,7 @@ class _PostLoader:
         self.path = path
         self.settings = settings
         self.adapters = adapters
-        try:
-            self.relative = path.relative_to(settings.posts_dir).as_posix()
-        except ValueError:
-            self.relative = path.name  # a file given from elsewhere: its name stands for it
+        self.relative = _relative(path, settings.posts_dir)
         self.source = ""
         self.problems: list[FileProblem] = []
 
@@ -363,7 +397,7 @@ class _PostLoader:
     def done(self, spec: PostSpec | None = None) -> _Loaded:
         if any(problem.is_error for problem in self.problems):
             spec = None
-        return _Loaded(spec, self.problems, self.relative, line_of(self.source, ("id",)))
+        return _Loaded(spec, self.problems, self.relative)
 
     def load(self) -> _Loaded:
         try:
@@ -497,6 +531,8 @@ class _PostLoader:
 
     def _team(self) -> Team | None:
         """The team whose folder holds this file (the deepest, if folders nest)."""
+        if not self.settings.teams:
+            return None
         path = Path(os.path.abspath(self.path))
         owners = [team for team in self.settings.teams.values() if path.is_relative_to(team.folder)]
         return max(owners, key=lambda team: len(team.folder.parts), default=None)
@@ -543,6 +579,8 @@ class _PostLoader:
     def _media(self, content: Content, variants: dict[str, Content], post: _PostFile) -> dict[str, str]:
         """Check that every media file is inside the media folder and exists; their digests."""
         digests: dict[str, str] = {}
+        if not content.media and not any(variant.media for variant in variants.values()):
+            return digests  # most posts: no folder to resolve
         try:
             root = self.settings.media_dir.resolve()
         except (OSError, ValueError, RuntimeError):  # a symlink loop: nothing resolves inside it
@@ -623,6 +661,21 @@ class _PostLoader:
                 if where and where[0] in supplied:
                     where = ("variants", account) + where
                 self.problem(where, prefix + item.message, item.severity)
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """`path` relative to `folder` in posix form, or its name for a file given from elsewhere."""
+    # A string prefix first: pathlib's relative_to costs more than the rest of a small file's
+    # checks, and both paths are already normalised.
+    top = str(folder)
+    name = str(path)
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    if name.startswith(prefix) and len(name) > len(prefix):
+        return name[len(prefix):].replace(os.sep, "/")
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name  # a file given from elsewhere: its name stands for it
 
 
 def _content(table: _ContentTable, base: Content | None) -> Content:

@@ -1,24 +1,27 @@
 """Sync: the post files are the desired state; the database converges to them (DESIGN.md §2).
 
-Unchanged files (same size and mtime as last pass, same settings) are not parsed again, so a
-pass over thousands of files that changed nothing costs one `stat` each.
+Unchanged files (same size and mtime as last pass, same settings) are not parsed again, and a
+pass in which no file changed, appeared or went after one that converged does not touch the
+database (but for repeats), so a pass over thousands of unchanged files costs one `stat` each.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from publisher import audit, logs, store
 from publisher.db import SYNC_LOCK, Database
 from publisher.models import utcnow
 from publisher.occurrences import ONCE, next_occurrence, occurrence_time
-from publisher.posts import AdapterCache, PostSpec, duplicate_id, load_post, post_files
+from publisher.posts import AdapterCache, PostSpec, duplicate_id, load_post, post_entries
 from publisher.problems import FileProblem
 from publisher.settings import Settings
 from publisher.states import EDITABLE, IN_FLIGHT, READY, HoldReason, State
@@ -56,6 +59,106 @@ class _Cached:
     stat: tuple[int, int]
     spec: PostSpec | None
     problems: list[FileProblem]
+    path: Path
+
+
+# Built once: building a statement costs more CPU than running it (SQLAlchemy's cache key).
+_EXISTING = select(P.c.id, P.c.path, P.c.content_hash, P.c.removed)
+_SPECS = select(P.c.id, P.c.spec).where(P.c.id.in_(bindparam("ids", expanding=True)))
+_UPDATE_POST = P.update().where(P.c.id == bindparam("w_id"))  # SET: the parameters' columns
+_DELIVERIES_OF = select(D).where(D.c.post_id == bindparam("post_id"))
+_DELIVERIES_BY_DUE = _DELIVERIES_OF.order_by(D.c.due_at)
+# A delivery changes only if nobody moved it since it was read (a claim changes state and token).
+_UPDATE_UNMOVED = update(D).where(
+    D.c.id == bindparam("w_id"), D.c.state == bindparam("w_state"), D.c.claim_token == bindparam("w_token")
+)
+_INSERT_POST = P.insert()
+_INSERT_DELIVERY = D.insert()
+_IDS_BY_KEY = select(D.c.key, D.c.id).where(D.c.key.in_(bindparam("keys", expanding=True)))
+_LIVE = [s.value for s in (*READY, *IN_FLIGHT)]
+_OPEN = [s.value for s in OPEN_OCCURRENCE]
+_LATEST_OCCURRENCE = (
+    select(D.c.occurrence, D.c.state)
+    .where(D.c.post_id == bindparam("post_id"), D.c.account == bindparam("account"), D.c.occurrence != ONCE)
+    .order_by(D.c.occurrence.desc())
+    .limit(1)
+)
+# The duplicate guard's candidates: the posts with these fingerprints (on their index), and their
+# deliveries (on theirs). Which of those are published lately or on their way is decided here:
+# asked of SQLite as one query, it walks every pending delivery by state, a cost that grows
+# with the queue.
+_SAME_FINGERPRINT = select(P.c.id).where(P.c.fingerprint.in_(bindparam("fingerprints", expanding=True)))
+_CANDIDATES = (
+    select(P.c.fingerprint, P.c.id, P.c.removed, D.c.state, D.c.published_at)
+    .join(D, D.c.post_id == P.c.id)
+    .where(P.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+class _Known(NamedTuple):
+    """A post as the database has it, for comparing with the files."""
+
+    id: str
+    path: str
+    content_hash: str
+    removed: bool
+
+
+class _Twins:
+    """The duplicate guard for a run of new posts: what the database had when the run began
+    (one query), plus the posts this run has created since."""
+
+    def __init__(self, conn: Connection, specs: list[PostSpec], now: datetime) -> None:
+        self.ids: dict[str, list[str]] = {}
+        fingerprints = sorted({spec.fingerprint for spec in specs if not spec.allow_repeat})
+        ids = conn.execute(_SAME_FINGERPRINT, {"fingerprints": fingerprints}).scalars().all() if fingerprints else []
+        since = now - DUPLICATE_WINDOW
+        for fingerprint, post_id, removed, state, published_at in (
+            conn.execute(_CANDIDATES, {"ids": ids}) if ids else ()
+        ):
+            recent = state == State.PUBLISHED.value and published_at is not None and published_at >= since
+            if (recent or (state in _LIVE and not removed)) and post_id not in self.ids.get(fingerprint, ()):
+                self.ids.setdefault(fingerprint, []).append(post_id)
+
+    def of(self, spec: PostSpec) -> str | None:
+        """Another post with the same text, media and targets, published lately or on its way."""
+        return next((post_id for post_id in self.ids.get(spec.fingerprint, ()) if post_id != spec.id), None)
+
+    def add(self, spec: PostSpec) -> None:
+        self.ids.setdefault(spec.fingerprint, []).append(spec.id)
+
+
+@dataclass
+class _NewRows:
+    """Posts and deliveries created in one transaction, written together: one INSERT each, and
+    their audit events in one append, in the order a row-by-row write would have made them."""
+
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
+
+    def delivery(
+        self, *, post_id: str, account: str, platform: str, occurrence: str, due_at: datetime,
+        deadline: datetime, content: dict[str, Any], now: datetime, state: State,
+        hold_reason: HoldReason | None, detail: dict[str, Any] | None,
+    ) -> None:
+        self.deliveries.append((store.delivery_row(
+            post_id=post_id, account=account, platform=platform, occurrence=occurrence, due_at=due_at,
+            deadline=deadline, content=content, now=now, state=state, hold_reason=hold_reason,
+        ), detail))
+
+    def flush(self, conn: Connection, actor: str) -> None:
+        if self.posts:
+            conn.execute(_INSERT_POST, self.posts)
+        if self.deliveries:
+            rows = [row for row, _ in self.deliveries]
+            conn.execute(_INSERT_DELIVERY, rows)
+            ids = {key: id_ for key, id_ in conn.execute(_IDS_BY_KEY, {"keys": [row["key"] for row in rows]})}
+            events = []
+            for row, detail in self.deliveries:
+                events += store.creation_events(row, ids[row["key"]], actor=actor, detail=detail)
+            audit.append_many(conn, events)
+        self.posts.clear()
+        self.deliveries.clear()
 
 
 class Syncer:
@@ -67,44 +170,67 @@ class Syncer:
         self.actor = actor
         self._cache: dict[str, _Cached] = {}
         self._adapters = AdapterCache(settings)
+        # The database converged to the files as the cache has them: until a file changes (or
+        # appears, or goes), a pass has nothing to write and needs not read the database either.
+        self._converged = False
+        self._last: tuple[dict[str, PostSpec], set[str], list[FileProblem]] | None = None
+        self._stats: dict[str, tuple[int, int]] = {}  # (mtime, size) of every file, as last read
+        self._repeating: tuple[dict[str, PostSpec], list[PostSpec]] | None = None
 
     def reload(self, settings: Settings) -> None:
         """New settings (SIGHUP): parse every file again, since accounts may have changed."""
         self.settings = settings
         self._cache = {}
         self._adapters = AdapterCache(settings)
+        self._converged = False
+        self._last = None
+        self._stats = {}
 
     # --- reading the folder -----------------------------------------------------------------
 
-    def _read(self, report: Report) -> tuple[dict[str, PostSpec], set[str]] | None:
-        files, folder_error = post_files(self.settings.posts_dir)
+    def _read(self, report: Report) -> tuple[dict[str, PostSpec], set[str], bool] | None:
+        """The valid posts by id, the files that failed, and whether every file is as the last
+        pass saw it."""
+        entries, folder_error = post_entries(self.settings.posts_dir)
         if folder_error is not None:
             report.error = f"{folder_error}: nothing was cancelled"
             return None
-        report.files = len(files)
-        specs: dict[str, PostSpec] = {}
-        bad: set[str] = set()
-        fresh: dict[str, _Cached] = {}
-        for path in files:
-            rel = path.relative_to(self.settings.posts_dir).as_posix()
+        report.files = len(entries)
+        stats: dict[str, tuple[int, int]] = {}
+        for rel, entry in entries:
             try:
-                st = path.stat()
-                key = (st.st_mtime_ns, st.st_size)
+                st = entry.stat()
+                stats[rel] = (st.st_mtime_ns, st.st_size)
             except OSError:
-                if not path.is_symlink():
-                    continue  # vanished between listing and reading: the next pass sees the truth
-                key = (-1, -1)  # a symlink to nothing (or a loop): reported, and what it had is kept
-            cached = self._cache.get(rel)
+                if entry.is_symlink():
+                    stats[rel] = (-1, -1)  # a symlink to nothing (or a loop): reported, what it had is kept
+                # else: vanished between listing and reading: the next pass sees the truth
+        if self._last is not None and stats == self._stats:
+            # The same files, none changed: the same posts and problems as last pass.
+            specs, bad, problems = self._last
+            report.problems.extend(problems)
+            return specs, bad, True
+        cache = self._cache
+        specs = {}
+        bad = set()
+        fresh: dict[str, _Cached] = {}
+        for rel, entry in entries:
+            key = stats.get(rel)
+            if key is None:
+                continue
+            cached = cache.get(rel)
             changed = cached is None or cached.stat != key
             if changed:
+                path = Path(entry.path)
                 spec, problems = load_post(path, self.settings, adapters=self._adapters)
-                cached = _Cached(key, spec, problems)
+                cached = _Cached(key, spec, problems, path)
                 report.parsed += 1
+            assert cached is not None
             fresh[rel] = cached
-            problems = list(cached.problems)
             spec = cached.spec
+            problems = cached.problems
             if spec is not None and spec.id in specs:
-                problems.append(duplicate_id(path, spec, self.settings.posts_dir / specs[spec.id].path))
+                problems = [*problems, duplicate_id(cached.path, spec, self.settings.posts_dir / specs[spec.id].path)]
                 spec = None
             if changed:
                 for problem in problems:
@@ -117,7 +243,9 @@ class Syncer:
             else:
                 specs[spec.id] = spec
         self._cache = fresh
-        return specs, bad
+        self._stats = stats
+        self._last = (specs, bad, list(report.problems))
+        return specs, bad, False
 
     # --- converging the database --------------------------------------------------------------
 
@@ -133,14 +261,20 @@ class Syncer:
         report = Report()
         read = self._read(report)
         if read is None:
+            self._converged = False
             log.error("sync.refused", error=report.error)
             return report
-        specs, bad_paths = read
+        specs, bad_paths, same = read
+        if self._repeating is None or self._repeating[0] is not specs:
+            self._repeating = (specs, [spec for spec in specs.values() if spec.repeat])
+        repeats = self._repeating[1]
+        if same and self._converged:
+            # Nothing to converge; only a repeat may be due its next occurrence.
+            self._repeats(repeats, now)
+            return report
+        self._converged = False  # until this pass has written everything
         with self.db.read() as conn:
-            existing = {
-                row.id: row
-                for row in conn.execute(select(P.c.id, P.c.path, P.c.content_hash, P.c.removed, P.c.spec))
-            }
+            existing = {row[0]: _Known(*row) for row in conn.execute(_EXISTING)}
         active = [row for row in existing.values() if not row.removed]
         if not specs and not bad_paths and active:
             report.error = (
@@ -169,26 +303,40 @@ class Syncer:
                 or existing[spec.id].path != spec.path]
         for chunk in _chunks(sorted(todo, key=lambda s: s.path), CHUNK):
             with self.db.write() as conn:
+                new = _NewRows()
+                twins: _Twins | None = None
+                changed = [spec.id for spec in chunk if spec.id in existing]
+                previous = dict(conn.execute(_SPECS, {"ids": changed}).all()) if changed else {}
                 for spec in chunk:
                     old = existing.get(spec.id)
                     if old is None:
-                        self._create(conn, spec, now)
+                        if twins is None:
+                            twins = _Twins(conn, [s for s in chunk if s.id not in existing], now)
+                        self._create(spec, now, new, twins)
                         report.created += 1
                     else:
-                        report.cancelled += self._update(conn, spec, old, now)
+                        # An update reads and changes what is in the database: write what came
+                        # before it first, and ask the database for twins afresh after it.
+                        new.flush(conn, self.actor)
+                        twins = None
+                        report.cancelled += self._update(conn, spec, old, previous[spec.id], now)
                         report.updated += 1
+                new.flush(conn, self.actor)
 
-        repeats = [spec for spec in specs.values() if spec.repeat]
-        if repeats:
-            with self.db.write() as conn:
-                for spec in repeats:
-                    for account in spec.to:
-                        self.ensure_next(conn, spec, account, now)
+        self._repeats(repeats, now)
+        self._converged = True
         if report.changed:
             log.info("sync.done", files=report.files, parsed=report.parsed, created=report.created,
                      updated=report.updated, removed=report.removed, cancelled=report.cancelled,
                      invalid=len(bad_paths))
         return report
+
+    def _repeats(self, repeats: list[PostSpec], now: datetime) -> None:
+        if repeats:
+            with self.db.write() as conn:
+                for spec in repeats:
+                    for account in spec.to:
+                        self.ensure_next(conn, spec, account, now)
 
     def _deadline(self, spec: PostSpec, due: datetime) -> datetime:
         return due + (spec.max_lateness or self.settings.max_lateness)
@@ -206,24 +354,35 @@ class Syncer:
             "updated_at": now,
         }
 
-    def _create(self, conn: Connection, spec: PostSpec, now: datetime) -> None:
-        conn.execute(P.insert().values(id=spec.id, created_at=now, **self._post_values(spec, now)))
-        twin = None if spec.allow_repeat else self._twin(conn, spec, now)
+    def _create(self, spec: PostSpec, now: datetime, new: _NewRows, twins: _Twins) -> None:
+        """A new post: its row and its deliveries, queued in `new` for the chunk's transaction."""
+        new.posts.append({"id": spec.id, "created_at": now, **self._post_values(spec, now)})
+        twin = None if spec.allow_repeat else twins.of(spec)
+        # A new post's row has no `siar approve` yet: only the file can approve it.
+        approved = not self.settings.require_approval or bool(spec.approved_by)
+        state, reason, hold_detail = self._hold_as(twin, approved)
+        live = False
         for account in spec.to:
             if spec.repeat:
-                self.ensure_next(conn, spec, account, now, twin=twin)
-                continue
-            due = spec.at or now
-            state, reason, detail = self._hold(conn, spec, twin)
-            store.create_delivery(
-                conn, post_id=spec.id, account=account, platform=self._platform(account),
-                occurrence=ONCE, due_at=due, deadline=self._deadline(spec, due),
-                content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
-                state=state, hold_reason=reason, detail=detail,
+                nxt = self._next(spec, account, None, now)  # a new post has no occurrence yet
+                if nxt is None:
+                    continue
+                due, occurrence, detail = nxt
+                detail.update(hold_detail or {})
+                detail_or_none: dict[str, Any] | None = detail or None
+            else:
+                due, occurrence, detail_or_none = spec.at or now, ONCE, hold_detail
+            new.delivery(
+                post_id=spec.id, account=account, platform=self._platform(account), occurrence=occurrence,
+                due_at=due, deadline=self._deadline(spec, due), content=spec.content_for(account).to_dict(),
+                now=now, state=state, hold_reason=reason, detail=detail_or_none,
             )
+            live = live or state is State.PENDING
+        if live:
+            twins.add(spec)  # on its way: a later new post with the same content is its twin
         if twin:
             log.warning("sync.duplicate_held", post=spec.id, same_as=twin, file=spec.path)
-        elif not self._approved(conn, spec):
+        elif not approved:
             log.info("sync.awaiting_approval", post=spec.id, file=spec.path)
 
     def _approved(self, conn: Connection, spec: PostSpec) -> bool:
@@ -236,43 +395,22 @@ class Syncer:
     def _hold(self, conn: Connection, spec: PostSpec, twin: str | None
               ) -> tuple[State, HoldReason | None, dict[str, Any] | None]:
         """How a new delivery of `spec` starts: pending, or held (duplicate first, then approval)."""
+        return self._hold_as(twin, bool(twin) or self._approved(conn, spec))
+
+    @staticmethod
+    def _hold_as(twin: str | None, approved: bool) -> tuple[State, HoldReason | None, dict[str, Any] | None]:
         if twin:
             return State.HELD, HoldReason.DUPLICATE, {"same_as": twin}
-        if not self._approved(conn, spec):
+        if not approved:
             return State.HELD, HoldReason.APPROVAL, None
         return State.PENDING, None, None
 
-    def _twin(self, conn: Connection, spec: PostSpec, now: datetime) -> str | None:
-        """Another post with the same text, media and targets, published lately or on its way."""
-        live = [s.value for s in (*READY, *IN_FLIGHT)]
-        row = conn.execute(
-            select(P.c.id)
-            .join(D, D.c.post_id == P.c.id)
-            .where(
-                P.c.fingerprint == spec.fingerprint,
-                P.c.id != spec.id,
-                ((D.c.state == State.PUBLISHED.value) & (D.c.published_at >= now - DUPLICATE_WINDOW))
-                | (D.c.state.in_(live) & P.c.removed.is_(False)),
-            )
-            .limit(1)
-        ).first()
-        return row.id if row else None
-
-    def ensure_next(
-        self, conn: Connection, spec: PostSpec, account: str, now: datetime, twin: str | None = None
-    ) -> int | None:
-        """For a repeat: create the next occurrence once the current one has settled."""
-        # Occurrence ids are UTC times in ISO form, so the newest sorts last.
-        latest = conn.execute(
-            select(D.c.occurrence, D.c.state)
-            .where(D.c.post_id == spec.id, D.c.account == account, D.c.occurrence != ONCE)
-            .order_by(D.c.occurrence.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.state in [s.value for s in OPEN_OCCURRENCE]:
-            return None
+    def _next(
+        self, spec: PostSpec, account: str, latest: str | None, now: datetime
+    ) -> tuple[datetime, str, dict[str, Any]] | None:
+        """A repeat's occurrence after `latest` (None: its first): due time, id and audit detail."""
         nxt = next_occurrence(
-            spec, after=occurrence_time(latest.occurrence) if latest else None, now=now, tz=self.settings.timezone,
+            spec, after=occurrence_time(latest) if latest else None, now=now, tz=self.settings.timezone,
             max_lateness=spec.max_lateness or self.settings.max_lateness,
         )
         if nxt is None:
@@ -281,11 +419,25 @@ class Syncer:
         if nxt.skipped:
             detail["skipped_occurrences"] = nxt.skipped
             log.warning("sync.occurrences_skipped", post=spec.id, account=account, skipped=nxt.skipped)
+        return nxt.due, nxt.occurrence, detail
+
+    def ensure_next(
+        self, conn: Connection, spec: PostSpec, account: str, now: datetime, twin: str | None = None
+    ) -> int | None:
+        """For a repeat: create the next occurrence once the current one has settled."""
+        # Occurrence ids are UTC times in ISO form, so the newest sorts last.
+        latest = conn.execute(_LATEST_OCCURRENCE, {"post_id": spec.id, "account": account}).first()
+        if latest is not None and latest.state in _OPEN:
+            return None
+        nxt = self._next(spec, account, latest.occurrence if latest else None, now)
+        if nxt is None:
+            return None
+        due, occurrence, detail = nxt
         state, reason, hold_detail = self._hold(conn, spec, twin)
         detail.update(hold_detail or {})
         return store.create_delivery(
             conn, post_id=spec.id, account=account, platform=self._platform(account),
-            occurrence=nxt.occurrence, due_at=nxt.due, deadline=self._deadline(spec, nxt.due),
+            occurrence=occurrence, due_at=due, deadline=self._deadline(spec, due),
             content=spec.content_for(account).to_dict(), now=now, actor=self.actor,
             state=state, hold_reason=reason, detail=detail or None,
         )
@@ -301,15 +453,15 @@ class Syncer:
         if spec.repeat and row["account"] in spec.to:
             self.ensure_next(conn, spec, row["account"], now)
 
-    def _update(self, conn: Connection, spec: PostSpec, old: Any, now: datetime) -> int:
+    def _update(self, conn: Connection, spec: PostSpec, old: Any, old_spec: str, now: datetime) -> int:
         """A changed post: pending deliveries take the new content and time; sent ones stay."""
-        conn.execute(P.update().where(P.c.id == spec.id).values(**self._post_values(spec, now)))
-        previous = PostSpec.from_json(old.spec)
+        conn.execute(_UPDATE_POST, {**self._post_values(spec, now), "w_id": spec.id})
+        previous = PostSpec.from_json(old_spec)
         cancelled = 0
         if old.removed:
             log.info("sync.post_restored", post=spec.id, file=spec.path)
         schedule_changed = (previous.at, previous.repeat, previous.until) != (spec.at, spec.repeat, spec.until)
-        rows = conn.execute(select(D).where(D.c.post_id == spec.id).order_by(D.c.due_at)).mappings().all()
+        rows = conn.execute(_DELIVERIES_BY_DUE, {"post_id": spec.id}).mappings().all()
         by_account: dict[str, list[Any]] = {}
         for row in rows:
             by_account.setdefault(row["account"], []).append(row)
@@ -351,11 +503,8 @@ class Syncer:
         for row in rows:
             if approved and row["hold_reason"] != HoldReason.APPROVAL.value:
                 continue
-            result = conn.execute(
-                update(D).where(D.c.id == row["id"], D.c.state == row["state"], D.c.claim_token == row["claim_token"])
-                .values(state=to.value, hold_reason=reason.value if reason else None, updated_at=now)
-            )
-            if result.rowcount == 1:
+            if _update_unmoved(conn, row, state=to.value, hold_reason=reason.value if reason else None,
+                               updated_at=now):
                 audit.append(conn, "released" if approved else "held", actor=self.actor, post_id=spec.id,
                              delivery_id=row["id"], account=row["account"], platform=row["platform"], at=now,
                              detail={"reason": "approved in the file"} if approved
@@ -407,18 +556,14 @@ class Syncer:
                     changes["released"] = "rescheduled"
         if not changes:
             return 0
-        result = conn.execute(
-            update(D).where(and_(D.c.id == row["id"], D.c.state == row["state"],
-                                 D.c.claim_token == row["claim_token"])).values(**values)
-        )
-        if result.rowcount == 1:
+        if _update_unmoved(conn, row, **values):
             audit.append(conn, "updated", actor=self.actor, post_id=spec.id, delivery_id=row["id"],
                          account=row["account"], platform=row["platform"], detail=changes, at=now)
         return 0
 
     def _remove(self, conn: Connection, post_id: str, now: datetime) -> int:
-        conn.execute(P.update().where(P.c.id == post_id).values(removed=True, updated_at=now))
-        rows = conn.execute(select(D).where(D.c.post_id == post_id)).mappings().all()
+        conn.execute(_UPDATE_POST, {"removed": True, "updated_at": now, "w_id": post_id})
+        rows = conn.execute(_DELIVERIES_OF, {"post_id": post_id}).mappings().all()
         for row in rows:
             if row["state"] in [s.value for s in IN_FLIGHT]:
                 log.warning("sync.removed_in_flight", post=post_id, delivery=row["id"])
@@ -430,12 +575,7 @@ class Syncer:
         for row in rows:
             if row["state"] not in [s.value for s in CANCELLABLE]:
                 continue
-            result = conn.execute(
-                update(D).where(D.c.id == row["id"], D.c.state == row["state"],
-                                D.c.claim_token == row["claim_token"])
-                .values(state=State.CANCELLED.value, hold_reason=None, updated_at=now)
-            )
-            if result.rowcount == 1:
+            if _update_unmoved(conn, row, state=State.CANCELLED.value, hold_reason=None, updated_at=now):
                 count += 1
                 audit.append(conn, "cancelled", actor=self.actor, post_id=row["post_id"], delivery_id=row["id"],
                              account=row["account"], platform=row["platform"], detail={"reason": reason}, at=now)
@@ -455,24 +595,38 @@ class Drift:
     hold_reason: HoldReason | None = None
 
 
+# drift() runs before every send: its query is built once, and a post's parsed spec and each
+# account's message are remembered by the spec's text (a post is mostly sent to many accounts).
+_DRIFT_POST = select(P.c.spec, P.c.removed, P.c.content_hash, P.c.approved_hash).where(P.c.id == bindparam("w_id"))
+
+
+@lru_cache(maxsize=256)
+def _spec(spec_json: str) -> PostSpec:
+    return PostSpec.from_json(spec_json)
+
+
+@lru_cache(maxsize=4096)
+def _message(spec_json: str, account: str) -> tuple[str, str]:
+    return store.message_json(_spec(spec_json).content_for(account).to_dict())
+
+
 def drift(conn: Connection, row: Any, settings: Settings) -> Drift | None:
     """Checked just before `sending` is committed. A delivery that was claimed, sending or
     unknown when its post changed or its file was removed is left alone by sync; once it is back
     in line (lease expired, a retry, `siar resolve --not-published`) it must go out as the files
     say now, or not at all."""
-    post = conn.execute(select(P.c.spec, P.c.removed, P.c.content_hash, P.c.approved_hash)
-                        .where(P.c.id == row["post_id"])).first()
+    post = conn.execute(_DRIFT_POST, {"w_id": row["post_id"]}).first()
     if post is None:
         return None
     if post.removed:
         return Drift(State.CANCELLED, "cancelled", {}, {"reason": "post file removed"})
-    spec = PostSpec.from_json(post.spec)
+    spec = _spec(post.spec)
     if row["account"] not in spec.to:
         return Drift(State.CANCELLED, "cancelled", {}, {"reason": f"{row['account']} removed from `to`"})
     values: dict[str, Any] = {}
     detail: dict[str, Any] = {"reason": "the post changed while this delivery was out"}
     if not row["checkpoint"]:  # part of it already went out: never mix two versions
-        message, message_hash = store.message_json(spec.content_for(row["account"]).to_dict())
+        message, message_hash = _message(post.spec, row["account"])
         if message_hash != row["message_hash"]:
             values.update(message=message, message_hash=message_hash)
             detail["content"] = True
@@ -483,6 +637,12 @@ def drift(conn: Connection, row: Any, settings: Settings) -> Drift | None:
         detail["due_at"] = spec.at.isoformat()
         return Drift(State.PENDING, "updated", values, detail)  # back in line for its new time
     return Drift(None, "updated", values, detail) if values else None
+
+
+def _update_unmoved(conn: Connection, row: Any, **values: Any) -> bool:
+    """Change a delivery read earlier in this transaction, unless it was claimed or moved since."""
+    where = {"w_id": row["id"], "w_state": row["state"], "w_token": row["claim_token"]}
+    return conn.execute(_UPDATE_UNMOVED, {**values, **where}).rowcount == 1
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -563,14 +563,17 @@ def test_a_missing_posts_folder_is_a_folder_error_not_an_empty_scan(settings: Se
 def test_an_unreadable_subfolder_is_a_folder_error(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     write_post(settings, "ok.toml", 'to = ["latihan"]\ntext = "x"\n')
     locked = settings.posts_dir / "locked"
-    real_walk = os.walk
+    locked.mkdir()
+    write_post(settings, "locked/hidden.toml", 'to = ["latihan"]\ntext = "y"\n')
+    real_scandir = os.scandir
 
-    def walk(top: Path, onerror: Any = None) -> Any:
-        # What os.walk does for a folder it may not list (root could list it, so it is simulated).
-        onerror(PermissionError(13, "Permission denied", str(locked)))
-        return real_walk(top, onerror=onerror)
+    def scandir(top: str) -> Any:
+        # What listing a folder one may not read does (root could list it, so it is simulated).
+        if Path(top) == locked:
+            raise PermissionError(13, "Permission denied", str(locked))
+        return real_scandir(top)
 
-    monkeypatch.setattr("publisher.posts.os.walk", walk)
+    monkeypatch.setattr("publisher.posts.os.scandir", scandir)
     scan = scan_posts(settings)
     assert scan.folder_error == f"cannot read {locked}: Permission denied"
     assert list(scan.posts) == ["ok"]
