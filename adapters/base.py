@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-import requests
+if TYPE_CHECKING:  # adapters that send import it; the contract alone (outbox, settings) need not
+    import requests
 
 # --- what goes out ---------------------------------------------------------------------------
 

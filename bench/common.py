@@ -235,8 +235,14 @@ class DaemonProcess:
 
     def wait_ready(self, timeout: float = 600) -> float:
         """Seconds from spawning to the `daemon.ready` log event (its own timestamp)."""
+        self.ready_at = self.wait_event("daemon.ready", timeout)
+        return self.ready_at - self.started
+
+    def wait_event(self, name: str, timeout: float = 600) -> float:
+        """The timestamp of the first log event called `name` (waiting for it to be written)."""
         deadline = time.time() + timeout
         offset = 0
+        needle = f'"{name}"'.encode()
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.tail()}")
@@ -246,13 +252,12 @@ class DaemonProcess:
             cut = chunk.rfind(b"\n") + 1
             offset += cut
             for line in chunk[:cut].splitlines():
-                if b'"daemon.ready"' in line:
+                if needle in line:
                     event = json.loads(line)
-                    stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-                    self.ready_at = stamp
-                    return stamp - self.started
+                    if event.get("event") == name:
+                        return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
             time.sleep(0.005)
-        raise RuntimeError(f"daemon not ready within {timeout}s: {self.tail()}")
+        raise RuntimeError(f"no {name} within {timeout}s: {self.tail()}")
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -1,28 +1,28 @@
-"""The `siar` command. Exit status: 0 success, 1 the work found problems or failed, 2 bad usage."""
+"""The `siar` command. Exit status: 0 success, 1 the work found problems or failed, 2 bad usage.
+
+Every command is a process start, so each imports what it uses inside its own function: SQLAlchemy
+and SQLModel, pydantic (settings), requests, APScheduler and the content team's tools cost about a
+second together, and `siar --help` needs none of them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from publisher import audit, logs, operator, output
-from publisher.db import Database
+from publisher import output
 from publisher.durations import parse_duration
-from publisher.models import utcnow
-from publisher.problems import ConfigInvalid
 from publisher.redact import redact
-from publisher.settings import Settings, find_config_dir, load_settings
-from publisher.states import NEEDS_PERSON, State
-from publisher.store import A, D, P
+
+if TYPE_CHECKING:
+    from publisher import operator
+    from publisher.db import Database
+    from publisher.settings import Settings
 
 OK, PROBLEMS, USAGE = 0, 1, 2
 
@@ -39,10 +39,14 @@ class Usage(Exception):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from publisher.settings import find_config_dir, load_settings
+
     return load_settings(find_config_dir(args.config))
 
 
 def _database(settings: Settings) -> Database:
+    from publisher.db import Database
+
     db = Database(settings.database)
     db.migrate()
     return db
@@ -54,7 +58,7 @@ def _print(text: str = "") -> None:
 
 def _parse_since(value: str, settings: Settings) -> datetime:
     try:
-        return utcnow() - parse_duration(value)
+        return datetime.now(timezone.utc) - parse_duration(value)
     except ValueError:
         pass
     try:
@@ -70,6 +74,7 @@ def _parse_since(value: str, settings: Settings) -> datetime:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from publisher import logs
     from publisher.daemon import NEEDS_ATTENTION, Daemon
 
     settings = _settings(args)
@@ -85,6 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from publisher.check import check_all, github_annotation
+    from publisher.settings import find_config_dir
 
     _settings_or_none, problems = check_all(find_config_dir(args.config), settings_only=args.settings_only,
                                             online=args.online)
@@ -102,6 +108,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from publisher.models import Daemon as DaemonRow
+    from publisher.models import utcnow
+    from publisher.states import NEEDS_PERSON, State
+    from publisher.store import A, D
+
     settings = _settings(args)
     db = _database(settings)
     tz = settings.timezone
@@ -114,8 +127,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         attention = conn.execute(select(*columns).where(D.c.state.in_([s.value for s in NEEDS_PERSON]))
                                  .order_by(D.c.state, D.c.due_at).limit(50)).mappings().all()
         paused = conn.execute(select(A.c.name, A.c.paused_reason).where(A.c.paused.is_(True))).mappings().all()
-        from publisher.models import Daemon as DaemonRow
-
         last_sync = conn.execute(select(func.max(DaemonRow.__table__.c.last_sync_at))).scalar()
         daemons = conn.execute(select(DaemonRow.__table__).where(DaemonRow.__table__.c.stopped_at.is_(None))
                                .order_by(DaemonRow.__table__.c.started_at)).mappings().all()
@@ -154,6 +165,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from publisher import audit
+    from publisher.store import D, P
+
     settings = _settings(args)
     db = _database(settings)
     tz = settings.timezone
@@ -198,6 +214,8 @@ def _print_changes(changes: Sequence[operator.Change]) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from publisher import operator
+
     settings = _settings(args)
     with _database(settings).write() as conn:
         changes = operator.retry(conn, settings, args.id, post=args.post)
@@ -205,6 +223,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from publisher import operator
+
     settings = _settings(args)
     with _database(settings).write() as conn:
         changes = operator.cancel(conn, args.id, post=args.post)
@@ -212,6 +232,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    from publisher import operator
+
     settings = _settings(args)
     with _database(settings).write() as conn:
         changes = operator.approve(conn, settings, args.post, by=args.by)
@@ -223,6 +245,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_resolve(args: argparse.Namespace) -> int:
     if args.published is not None and not args.published.strip():
         raise Usage("--published needs the URL where the post appeared")
+    from publisher import operator
+
     settings = _settings(args)
     with _database(settings).write() as conn:
         change = operator.resolve(conn, settings, args.id, published_url=args.published)
@@ -234,6 +258,8 @@ AUDIT_COLUMNS = ["seq", "at", "event", "post_id", "delivery_id", "account", "pla
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from publisher import audit
+
     settings = _settings(args)
     db = _database(settings)
     with db.read() as conn:
@@ -256,7 +282,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
     from publisher.dispatch import Dispatcher
+    from publisher.store import A
 
     settings = _settings(args)
     db = _database(settings)
@@ -290,6 +319,10 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    import shutil
+    from importlib import resources
+    from pathlib import Path
+
     target = Path(args.dir)
     if (target / "siar.toml").exists() and not args.force:
         raise Failure(f"{target / 'siar.toml'} exists already (use --force to overwrite)")
@@ -319,7 +352,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 # --- the parser ----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `argv`, only the tools named in it are imported (see TOOLS)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="DIR", default=argparse.SUPPRESS,
                         help="configuration folder (default: $SIAR_CONFIG, ./config, /etc/siar)")
@@ -373,35 +407,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--force", action="store_true")
     add("migrate", cmd_migrate, "apply database migrations")
-    # The content team's tools, each in its own module.
-    from publisher import calendar, importer, report
-
-    for module in (importer, calendar, report):
-        module.register(sub, common)
+    for name, (module_name, help_text) in TOOLS.items():
+        if argv is None or name in argv:
+            import_module(module_name).register(sub, common)
+        else:  # listed in `siar --help`; never chosen, as its name is not among the words given
+            sub.add_parser(name, help=help_text)
     return parser
 
 
+# The content team's tools, each in its own module with its own `register`. A module is imported
+# only when its name is among the command-line words (an exact match is the only way argparse
+# chooses a command): each pulls in post files, pydantic and APScheduler. The help texts are the
+# modules' HELP (tests/unit/test_cli_parser.py keeps them equal).
+TOOLS = {
+    "import": ("publisher.importer", "turn a content calendar (CSV or XLSX) into post files"),
+    "calendar": ("publisher.calendar",
+                 "the coming deliveries per account; --ics writes an iCalendar file to subscribe to"),
+    "report": ("publisher.report",
+               "a month's report: published where, failed and why, on-time rate, per account and platform"),
+}
+
+
+def _raised(exc: BaseException, module: str, name: str) -> bool:
+    """isinstance(exc, module.name) without importing the module: if no command imported it, it
+    raised nothing."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     if not hasattr(args, "config"):
         args.config = None
+    from publisher import logs  # after parsing: `--help` and usage errors need no structlog
+
     logs.configure("warning" if args.command != "run" else "info")
     try:
         return int(args.handler(args))
-    except ConfigInvalid as exc:
-        for problem in exc.problems:
-            print(redact(str(problem)), file=sys.stderr)
-        return PROBLEMS
-    except (Failure, operator.NotFound) as exc:
-        print(f"siar: {redact(str(exc))}", file=sys.stderr)
-        return PROBLEMS
     except Usage as exc:
         print(f"siar {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:
         return PROBLEMS
     except Exception as exc:  # a database down, a disk full: say what, without a raw traceback
+        if _raised(exc, "publisher.problems", "ConfigInvalid"):
+            for problem in exc.problems:  # type: ignore[attr-defined]
+                print(redact(str(problem)), file=sys.stderr)
+            return PROBLEMS
+        if isinstance(exc, Failure) or _raised(exc, "publisher.operator", "NotFound"):
+            print(f"siar: {redact(str(exc))}", file=sys.stderr)
+            return PROBLEMS
         if os.environ.get("SIAR_DEBUG") == "1":
             raise
         print(f"siar: {args.command} failed: {type(exc).__name__}: {redact(str(exc))} "

@@ -121,6 +121,32 @@ def test_watchdog_pings_stop_when_the_dispatcher_hangs(workspace, tmp_path, noti
     assert '"daemon.unhealthy"' in logs
 
 
+def test_a_post_removed_while_no_daemon_ran_is_not_sent_though_ready_comes_before_the_first_sync(
+    workspace, tmp_path, notify_socket
+):
+    # READY no longer waits for the first sync, but the first dispatch pass still does: a delivery
+    # whose file went while no daemon ran is cancelled by that sync, never sent.
+    outbox_config(workspace)
+    workspace.post("b.toml", 'to = ["latihan"]\ntext = "Tetap"\n')
+    from publisher.db import Database
+    from publisher.sync import Syncer
+
+    db = Database(workspace.settings().database)
+    db.migrate()
+    Syncer(db, workspace.settings()).run()
+    db.dispose()
+    workspace.remove("a.toml")
+    env = siar_env(NOTIFY_SOCKET=notify_socket.path)
+    with DaemonProcess(workspace.root, tmp_path / "run.log", env) as daemon:
+        wait_until(lambda: query(workspace.state / "siar.db", "SELECT 1 FROM delivery WHERE state = 'published'"),
+                   timeout=20, what="the remaining post published")
+        assert daemon.terminate() == 0
+    states = query(workspace.state / "siar.db", "SELECT post_id, state FROM delivery ORDER BY post_id")
+    assert [(r["post_id"], r["state"]) for r in states] == [("a", "cancelled"), ("b", "published")]
+    assert len(list((workspace.state / "outbox").rglob("*.json"))) == 1
+    assert len(notify_socket.times("READY=1")) == 1
+
+
 def test_sighup_applies_a_changed_account_and_keeps_the_old_configuration_when_the_new_one_is_broken(
     workspace, tmp_path
 ):
