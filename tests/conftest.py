@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,8 @@ class Workspace:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Set by the `siar_database` fixture: the PostgreSQL URL every command of the test uses.
+        self.postgres: str | None = None
         (root / "posts").mkdir(parents=True, exist_ok=True)
         (root / "media").mkdir(exist_ok=True)
         self.write_settings(BASE_SETTINGS)
@@ -73,6 +76,12 @@ class Workspace:
     def state(self) -> Path:
         return self.root / "state"
 
+    @property
+    def database(self) -> Path | str:
+        """What a test reads the daemon's database through (`process.query`): the SQLite file,
+        or the PostgreSQL URL."""
+        return self.postgres or self.state / "siar.db"
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
@@ -96,9 +105,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 POSTGRES_URL = os.environ.get("SIAR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema on the local PostgreSQL, as a URL whose search_path points at it.
+@contextmanager
+def fresh_postgres_schema() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL, as a URL whose search_path points at it; dropped after.
 
     Without a reachable server the test is skipped with the reason, except where
     SIAR_REQUIRE_POSTGRES=1 (CI), where it fails instead.
@@ -121,7 +130,39 @@ def postgres_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the local PostgreSQL for this test (see `fresh_postgres_schema`)."""
+    with fresh_postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def siar_database(request: pytest.FixtureRequest, workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """Subprocess-level tests on both backends, so the daemon and the commands cannot drift apart.
+
+    "postgres": a fresh schema, which every `siar` started through `siar_env` gets as $SIAR_DATABASE,
+    as does every in-process load of the workspace's settings; `workspace.database` names it for
+    the test's own queries. "sqlite": the default, state/siar.db in the workspace.
+    """
+    if request.param == "postgres":
+        from tests.support import process
+
+        url = request.getfixturevalue("postgres_url")
+        workspace.postgres = url
+        monkeypatch.setenv("SIAR_DATABASE", url)
+        monkeypatch.setattr(process, "DATABASE", url)
+    return workspace
+
+
+# For a test under `siar_database` that is about something the database backend cannot change:
+# SQLite only (say why beside it).
+sqlite_only = pytest.mark.parametrize("siar_database", ["sqlite"], indirect=True)

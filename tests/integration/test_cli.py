@@ -4,6 +4,9 @@ the database and on disk, not only its exit status.
 Deliveries that need a person are made by real sends in-process (`settle`: what `run --once`
 does) against a local HTTP server: 422 → failed, 401 → paused, a read timeout → unknown, a post
 two hours late → held (expired). The command under test then runs as a subprocess.
+
+Every test that checks what a command left in the database runs on SQLite and on PostgreSQL (the
+`siar_database` fixture); the rest, about files and output rather than the database, on SQLite.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from publisher.migrate import SCRIPTS
 from publisher.models import utcnow
 from publisher.states import NEEDS_PERSON, State
 from publisher.sync import Syncer
+from tests.conftest import sqlite_only
 from tests.support.commands import delivery, events, os_user, parsed, rows, run_all, settle
 from tests.support.fakeserver import Answer, FakeServer
-from tests.support.process import query, run_siar
+from tests.support.process import dump, query, run_siar
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +71,7 @@ def hours_ago(hours: float) -> str:
 
 
 @pytest.fixture
-def trouble(workspace):
+def trouble(workspace, siar_database):
     """A workspace after one real pass: something published, and one delivery in each state
     that needs a person."""
     with FakeServer() as server:
@@ -106,7 +110,9 @@ def last_event(workspace, delivery_id: int) -> dict:
 # --- run ---------------------------------------------------------------------------------------
 
 
-def test_run_once_publishes_what_is_due_into_the_outbox_and_status_then_reports_nothing_to_do(workspace):
+def test_run_once_publishes_what_is_due_into_the_outbox_and_status_then_reports_nothing_to_do(
+    workspace, siar_database
+):
     workspace.post("aman.toml", 'to = ["latihan", "arsip"]\ntext = "Aman"\n')
     workspace.post("nanti.toml", 'at = 2099-01-01T08:00:00\nto = ["latihan"]\ntext = "Nanti"\n')
 
@@ -131,6 +137,7 @@ def test_run_once_publishes_what_is_due_into_the_outbox_and_status_then_reports_
     assert [r["post_id"] for r in data["next"]] == ["nanti"]
 
 
+# SQLite only: which files sync accepts does not depend on the backend (the engine tests run it on both).
 def test_run_once_exits_one_when_a_post_file_is_invalid_yet_publishes_the_valid_ones(workspace):
     workspace.post("aman.toml", 'to = ["latihan"]\ntext = "Aman"\n')
     workspace.post("rusak.toml", 'to = ["latihan"]\ntext = "Rusak"\nwarna = "merah"\n')
@@ -143,6 +150,7 @@ def test_run_once_exits_one_when_a_post_file_is_invalid_yet_publishes_the_valid_
     assert rows(workspace, "SELECT * FROM delivery WHERE post_id = 'rusak'") == []
 
 
+# SQLite only: a failure recorded on PostgreSQL is what `trouble` sets up for the tests below.
 def test_run_once_exits_one_when_a_delivery_fails_and_records_the_platforms_answer(workspace):
     with FakeServer() as server:
         server.route("POST", "/bad", Answer(422, {"error": "text refused"}))
@@ -161,7 +169,9 @@ def test_run_once_exits_one_when_a_delivery_fails_and_records_the_platforms_answ
     assert [e["event"] for e in events(workspace, delivery_id=row["id"])][-1] == "failed"
 
 
-def test_run_once_dry_run_writes_under_state_dry_run_and_leaves_the_real_database_untouched(workspace):
+def test_run_once_dry_run_writes_under_state_dry_run_and_leaves_the_real_database_untouched(
+    workspace, siar_database
+):
     workspace.post("aman.toml", 'to = ["latihan"]\ntext = "Coba dulu"\n')
     settings = workspace.settings()
     db = Database(settings.database)
@@ -169,7 +179,10 @@ def test_run_once_dry_run_writes_under_state_dry_run_and_leaves_the_real_databas
     Syncer(db, settings).run()  # the real database knows the post, pending
     db.dispose()
     real = workspace.state / "siar.db"
-    before = hashlib.sha256(real.read_bytes()).hexdigest()
+    # Byte for byte on SQLite (reading it back could itself touch the -wal file); every row on PostgreSQL.
+    snapshot = (lambda: hashlib.sha256(real.read_bytes()).hexdigest()) if workspace.postgres is None else (
+        lambda: dump(workspace.database))
+    before = snapshot()
 
     result = run_siar(workspace.root, "run", "--once", "--dry-run")
 
@@ -177,8 +190,8 @@ def test_run_once_dry_run_writes_under_state_dry_run_and_leaves_the_real_databas
     (file,) = (workspace.state / "dry-run" / "outbox" / "latihan").glob("*.json")
     assert json.loads(file.read_text())["text"] == "Coba dulu"
     assert not (workspace.state / "outbox").exists()
-    assert hashlib.sha256(real.read_bytes()).hexdigest() == before
-    assert not Path(f"{real}-wal").exists()  # not even opened
+    assert snapshot() == before
+    assert not Path(f"{real}-wal").exists()  # not even opened (on PostgreSQL, no file there at all)
     assert delivery(workspace, "aman")["state"] == "pending"
     dry = query(workspace.state / "dry-run" / "siar.db", "SELECT * FROM delivery")
     assert [r["state"] for r in dry] == ["published"]
@@ -187,6 +200,7 @@ def test_run_once_dry_run_writes_under_state_dry_run_and_leaves_the_real_databas
 # --- check -------------------------------------------------------------------------------------
 
 
+# SQLite only: `check` is offline, no database on either backend.
 def test_check_accepts_the_example_configuration(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG, config, ignore=shutil.ignore_patterns("state", ".env"))
@@ -198,6 +212,7 @@ def test_check_accepts_the_example_configuration(tmp_path):
     assert not (config / "state").exists()  # offline: no database either
 
 
+# SQLite only: `check` is offline, no database on either backend.
 def test_check_names_file_line_and_field_of_every_problem_and_its_json_parses_back(workspace):
     workspace.post("ok.toml", 'to = ["latihan"]\ntext = "Baik"\n')
     broken = workspace.post("rusak.toml", 'to = ["latihan", "tidak-ada"]\ntext = "Rusak"\nwarna = "merah"\n')
@@ -290,6 +305,7 @@ def test_retry_requeues_failed_held_and_paused_deliveries_as_the_os_user_and_the
     assert (delivery(ws, "kunci")["state"], delivery(ws, "kunci")["attempts"]) == ("paused", 1)
 
 
+@sqlite_only  # the requeue itself runs on PostgreSQL in the test above
 def test_retry_of_a_post_requeues_what_failed_and_leaves_what_was_published(trouble):
     ws = trouble.ws
     published, failed = delivery(ws, "ganda", "latihan"), delivery(ws, "ganda", "hook-bad")
@@ -400,6 +416,7 @@ def test_audit_filters_by_post_and_since_and_prints_table_json_and_csv(trouble):
 # --- accounts ----------------------------------------------------------------------------------
 
 
+# SQLite only: about siar.toml, masking and the platforms' answers; it checks nothing in the database.
 def test_accounts_lists_them_with_secrets_masked_and_verify_asks_each_platform(workspace):
     with FakeServer() as server:
         server.route("POST", "/hook", Answer(200, {"ok": True}))
@@ -434,6 +451,7 @@ def test_accounts_lists_them_with_secrets_masked_and_verify_asks_each_platform(w
 # --- init, migrate, usage ----------------------------------------------------------------------
 
 
+# SQLite only: about the files `init` writes, whose configuration names the SQLite database.
 def test_init_writes_a_configuration_that_check_accepts_and_run_publishes_from_and_never_overwrites_it(tmp_path):
     target = tmp_path / "baru"
 
@@ -459,7 +477,7 @@ def test_init_writes_a_configuration_that_check_accepts_and_run_publishes_from_a
     assert (target / "siar.toml").read_text() == (EXAMPLE_CONFIG / "siar.toml").read_text()
 
 
-def test_migrate_brings_a_new_database_to_the_newest_revision_and_is_idempotent(workspace):
+def test_migrate_brings_a_new_database_to_the_newest_revision_and_is_idempotent(workspace, siar_database):
     (head,) = ScriptDirectory(str(SCRIPTS)).get_heads()
 
     first = run_siar(workspace.root, "migrate")
@@ -472,6 +490,7 @@ def test_migrate_brings_a_new_database_to_the_newest_revision_and_is_idempotent(
     assert rows(workspace, "SELECT seq, hash FROM audit_head") == [{"seq": 0, "hash": ""}]
 
 
+# SQLite only: usage errors stop before any database is opened.
 def test_bad_usage_exits_two_and_sends_nothing(workspace):
     workspace.post("aman.toml", 'to = ["latihan"]\ntext = "Aman"\n')
     usage = [[], ["frobnicate"], ["resolve", "1"], ["audit", "--format", "xml"], ["audit", "--since", "kemarin"]]

@@ -10,10 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.conftest import sqlite_only
 from tests.support.fakeserver import Answer, FakeServer
 from tests.support.process import DaemonProcess, query, siar_env, wait_until
 
-pytestmark = pytest.mark.slow
+# Each on SQLite and on PostgreSQL (a schema of its own): the process-level guarantees hold on both.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("siar_database")]
 
 # Short leases so a crashed daemon's work is reconciled within seconds; lease > 2 × http_timeout.
 FAST = """
@@ -44,16 +46,16 @@ platform = "outbox"
 
 
 def deliveries(workspace) -> list:
-    return query(workspace.state / "siar.db", "SELECT * FROM delivery ORDER BY id")
+    return query(workspace.database, "SELECT * FROM delivery ORDER BY id")
 
 
 def audit_events(workspace, delivery_id: int) -> list:
-    return query(workspace.state / "siar.db", "SELECT * FROM audit_event WHERE delivery_id = :d ORDER BY seq",
+    return query(workspace.database, "SELECT * FROM audit_event WHERE delivery_id = :d ORDER BY seq",
                  d=delivery_id)
 
 
 def state_of(workspace, post_id: str) -> str | None:
-    rows = query(workspace.state / "siar.db", "SELECT state FROM delivery WHERE post_id = :p", p=post_id)
+    rows = query(workspace.database, "SELECT state FROM delivery WHERE post_id = :p", p=post_id)
     return rows[0]["state"] if rows else None
 
 
@@ -82,6 +84,7 @@ def test_a_daemon_killed_while_a_webhook_request_is_in_flight_leaves_it_unknown_
         assert events == ["created", "claimed", "attempt", "unknown"]
 
 
+@sqlite_only  # on PostgreSQL the reaper's part runs in the test above; the rest is the outbox's lookup
 def test_a_daemon_killed_after_the_outbox_write_settles_published_exactly_once_on_restart(workspace, tmp_path):
     workspace.write_settings(FAST + '\n[accounts.latihan]\nplatform = "outbox"\n')
     workspace.post("p.toml", 'to = ["latihan"]\ntext = "Tepat sekali"\n')
@@ -99,6 +102,7 @@ def test_a_daemon_killed_after_the_outbox_write_settles_published_exactly_once_o
     assert [e["event"] for e in audit_events(workspace, row["id"])] == ["created", "claimed", "attempt", "published"]
 
 
+@sqlite_only  # backoff and Retry-After are the dispatcher's; retries on PostgreSQL: engine tests, test_audit
 def test_a_webhook_answering_503_then_429_then_200_is_retried_honouring_retry_after(workspace, tmp_path):
     with FakeServer() as server:
         server.route("POST", "/hook",

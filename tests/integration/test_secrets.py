@@ -1,6 +1,7 @@
 """No secret leaves the process: tokens configured as ${VAR} in .env are used for real sends that
 succeed and fail every way, then searched for — raw, base64 and URL-encoded — in every log line,
-audit row, byte of the database files, stored error and command output."""
+audit row, byte of the database files (on PostgreSQL: every column of every table), stored error
+and command output."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from publisher.db import Database
 from publisher.redact import REDACTOR, redact
 from tests.support.commands import delivery, rows, run_all
 from tests.support.fakeserver import Answer, FakeServer, Seen
-from tests.support.process import DaemonProcess, siar_env, wait_until
+from tests.support.process import DaemonProcess, dump, siar_env, wait_until
 
 
 def forms(value: str) -> set[str]:
@@ -96,7 +97,7 @@ def test_log_lines_mask_secrets_in_tracebacks_from_structlog_and_the_standard_li
     assert leaks(output, [secret]) == []  # ... without the secret
 
 
-def test_an_audit_detail_holding_a_secret_that_json_escapes_is_masked(workspace):
+def test_an_audit_detail_holding_a_secret_that_json_escapes_is_masked(workspace, siar_database):
     secret = 'pa"ss\\word-' + secrets.token_hex(4)
     REDACTOR.add(secret)
     db = Database(workspace.settings().database)
@@ -138,7 +139,9 @@ def telegram_answer(token: str):  # noqa: ANN201
 
 
 @pytest.mark.slow
-def test_no_token_reaches_a_log_line_an_audit_row_the_database_files_or_any_command_output(workspace, tmp_path):
+def test_no_token_reaches_a_log_line_an_audit_row_the_database_files_or_any_command_output(
+    workspace, tmp_path, siar_database
+):
     hook_secret = f"whsec/{secrets.token_hex(10)}+{secrets.token_hex(4)}="
     url_token = "hooktok" + secrets.token_hex(10)
     tg_token = f"{secrets.randbelow(10**9) + 10**9}:AA{secrets.token_urlsafe(24)}"
@@ -202,6 +205,8 @@ max_delay = "600ms"
             # While the daemon runs, the write-ahead log holds the newest pages.
             for path in sorted(workspace.state.glob("siar.db*")):
                 db_files[f"{path.name} (running)"] = path.read_bytes()
+            if workspace.postgres:
+                db_files["tables (running)"] = json.dumps(dump(workspace.postgres), default=str).encode()
             assert daemon.terminate() == 0
             daemon_log = daemon.logs()
 
@@ -247,12 +252,17 @@ max_delay = "600ms"
     for path in sorted(workspace.state.rglob("*")):
         if path.is_file():
             db_files[str(path.relative_to(workspace.state))] = path.read_bytes()
+    if workspace.postgres:
+        db_files["tables"] = json.dumps(dump(workspace.postgres), default=str).encode()
     places = {"daemon log": daemon_log, "audit rows": json.dumps([dict(r) for r in audit_rows], default=str)}
     for n, result in enumerate(results + errors):
         places[f"output {n} of `siar {' '.join(result.args[3:-2])}`"] = result.stdout + result.stderr
     for name, data in db_files.items():
         places[f"file {name}"] = data.decode("latin-1")  # byte for byte; every needle is ASCII
-    assert db_files.keys() >= {"siar.db (running)", "siar.db-wal (running)", "siar.db"}
+    if workspace.postgres:
+        assert db_files.keys() >= {"tables (running)", "tables"}
+    else:
+        assert db_files.keys() >= {"siar.db (running)", "siar.db-wal (running)", "siar.db"}
     found = {where: leaks(text, needles) for where, text in places.items()}
     assert {where: hits for where, hits in found.items() if hits} == {}
     assert '"delivery.paused"' in daemon_log and "ReadTimeout" in daemon_log  # the failures were logged

@@ -29,7 +29,7 @@ def settle(workspace: Any) -> None:
 
 
 def rows(workspace: Any, sql: str, **params: Any) -> list[Any]:
-    return query(workspace.state / "siar.db", sql, **params)
+    return query(workspace.database, sql, **params)
 
 
 def delivery(workspace: Any, post_id: str, account: str | None = None) -> Any:

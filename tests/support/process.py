@@ -8,15 +8,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.pool import NullPool
+
+
+# Set (for one test) by the `siar_database` fixture: the PostgreSQL URL every `siar` it starts uses.
+DATABASE: str | None = None
 
 
 def siar_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIAR_")}
+    if DATABASE is not None:
+        env["SIAR_DATABASE"] = DATABASE
     env.update(extra)
     env["SIAR_LOG_FORMAT"] = "json"
     return env
@@ -65,16 +73,50 @@ class DaemonProcess:
             self._log.close()
 
 
-def query(db_path: Path, sql: str, **params: Any) -> list[Any]:
-    """Rows from the daemon's SQLite database; none while the daemon has not created it yet."""
-    if not db_path.exists():
-        return []
-    engine = create_engine(f"sqlite:///{db_path}")
+def query(database: Path | str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows from the daemon's database — a SQLite file, or a URL (`workspace.database`) — none while
+    the daemon has not created it yet. Times come back as SQLite gives raw SQL them, as text, on
+    every backend, so a test reads them one way."""
+    if isinstance(database, Path):
+        if not database.exists():
+            return []
+        url = f"sqlite:///{database}"
+    else:
+        url = database
+    engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(text(sql), params).mappings())
-    except OperationalError:  # the schema is not migrated yet
+            found = conn.execute(text(sql), params).mappings()
+            return [{k: str(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in found]
+    except OperationalError:  # SQLite: the schema is not migrated yet (or is being migrated)
         return []
+    except ProgrammingError as exc:  # PostgreSQL: only "the table is not there yet" means none
+        if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
+            return []
+        raise
+    finally:
+        engine.dispose()
+
+
+def execute(database: Path | str, sql: str, **params: Any) -> None:
+    """One statement, committed: how a test changes the database behind the daemon's back."""
+    engine = create_engine(f"sqlite:///{database}" if isinstance(database, Path) else database, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql), params)
+    finally:
+        engine.dispose()
+
+
+def dump(database: Path | str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, in a stable order: what is in the database, on either backend."""
+    url = f"sqlite:///{database}" if isinstance(database, Path) else database
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            tables = sorted(inspect(conn).get_table_names())
+            return {t: [dict(r) for r in conn.execute(text(f'SELECT * FROM "{t}" ORDER BY 1')).mappings()]
+                    for t in tables}
     finally:
         engine.dispose()
 
