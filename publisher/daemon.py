@@ -43,6 +43,7 @@ log = logs.get("siar.daemon")
 DISPATCH_FALLBACK = timedelta(seconds=2)  # a safety net; normal wake-ups are exact
 REAP_EVERY = timedelta(seconds=5)
 SEEN_EVERY = timedelta(seconds=5)
+SYNC_RECORD_EVERY = timedelta(seconds=20)
 STATUS_EVERY = timedelta(minutes=1)  # the STATUS= counts at least this often, changed or not
 # The first sync runs after READY (a restart with 10,000 post files is ready in about a second);
 # until it is done the watchdog is fed for this long, the bound systemd's TimeoutStartSec= (90 s
@@ -95,6 +96,7 @@ class Daemon:
         self.ready_hooks: list[Callable[[], None]] = []  # systemd READY=1 and the like
         self.tick_hooks: list[Callable[[], None]] = []  # watchdog pings
         self.last_sync: Report | None = None
+        self._sync_recorded: datetime | None = None  # when last_sync_at was last written
         self._kick_lock = threading.Lock()
         self._dispatching = False
         self._again = False
@@ -128,9 +130,14 @@ class Daemon:
             return report
         if self.metrics is not None and report.error is None:
             self.metrics.synced()
-        with self.db.write() as conn:
-            conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
-                         .values(last_sync_at=utcnow(), seen_at=utcnow()))
+        now = utcnow()
+        # An idle daemon's unchanged passes need not each cost a durable write: `siar status`
+        # calls a sync late only after a minute or more, so recording one every SYNC_RECORD_EVERY does.
+        if report.changed or self._sync_recorded is None or now - self._sync_recorded >= SYNC_RECORD_EVERY:
+            with self.db.write() as conn:
+                conn.execute(update(DAEMONS).where(DAEMONS.c.owner == self.dispatcher.owner)
+                             .values(last_sync_at=now, seen_at=now))
+            self._sync_recorded = now
         if report.changed:
             self.status_changed()
             self.kick()

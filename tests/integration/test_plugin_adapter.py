@@ -1,6 +1,7 @@
 """A platform Siar does not ship, added by a separate package through the `siar.adapters`
 entry-point group: built and installed (into a folder of its own) during the test run, then
-used by the real `siar` for `check` and `run --once`."""
+used by the real `siar` for `check` and `run --once`. On SQLite only: the adapter registry sits
+above the database, which the other subprocess tests cover on both backends."""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Siar as a service: systemd's notify protocol and watchdog, SIGHUP reloads, Prometheus metrics,
-and unit files that systemd accepts."""
+and unit files that systemd accepts.
+
+On SQLite only: what is tested here (notify socket, signals, metrics endpoint, unit files) sits
+above the database; the daemon's work on PostgreSQL is tested in test_daemon_process.py,
+test_cli.py and test_postgres_cluster.py."""
 
 from __future__ import annotations
 

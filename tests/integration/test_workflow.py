@@ -1,5 +1,5 @@
 """The operator's workflow end to end: approval, blackout windows and team folders, through
-`siar run --once` and the database."""
+`siar run --once` and the database (SQLite and PostgreSQL, through `siar_database`)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ platform = "outbox"
 
 
 def deliveries(workspace) -> dict[str, dict]:
-    return {r["post_id"]: dict(r) for r in query(workspace.state / "siar.db", "SELECT * FROM delivery")}
+    return {r["post_id"]: dict(r) for r in query(workspace.database, "SELECT * FROM delivery")}
 
 
 def events(workspace, post_id: str) -> list[tuple[str, str, dict]]:
-    rows = query(workspace.state / "siar.db", "SELECT * FROM audit_event WHERE post_id = :p ORDER BY seq", p=post_id)
+    rows = query(workspace.database, "SELECT * FROM audit_event WHERE post_id = :p ORDER BY seq", p=post_id)
     return [(r["event"], r["actor"], json.loads(r["detail"]) if r["detail"] else {}) for r in rows]
 
 
@@ -39,7 +39,7 @@ def outbox(workspace, account: str = "latihan") -> list[dict]:
 
 
 def test_with_approval_required_a_post_waits_until_a_person_approves_it_and_a_change_needs_approval_again(
-    workspace
+    workspace, siar_database
 ):
     workspace.write_settings(BASE.replace("[daemon]\n", "[daemon]\nrequire_approval = true\n"))
     workspace.post("himbauan.toml", 'to = ["latihan"]\ntext = "Himbauan resmi"\n')
@@ -70,7 +70,7 @@ def test_with_approval_required_a_post_waits_until_a_person_approves_it_and_a_ch
                                                                                                        "besok")
 
 
-def test_a_blackout_window_holds_deliveries_due_inside_it_and_cancels_where_told(workspace):
+def test_a_blackout_window_holds_deliveries_due_inside_it_and_cancels_where_told(workspace, siar_database):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start, end = (now - timedelta(minutes=5)).isoformat(), (now + timedelta(hours=2)).isoformat()
     workspace.write_settings(BASE + f"""
@@ -102,7 +102,7 @@ action = "cancel"
         "Hari berkabung nasional"]
 
 
-def test_a_held_blackout_delivery_goes_out_once_the_window_has_ended(workspace):
+def test_a_held_blackout_delivery_goes_out_once_the_window_has_ended(workspace, siar_database):
     now = datetime.now(timezone.utc).replace(microsecond=0)
     workspace.write_settings(BASE + f"""
 [[blackout]]
@@ -121,7 +121,7 @@ reason = "Jeda singkat"
     assert [e[2] for e in events(workspace, "jeda") if e[0] == "released"] == [{"reason": "blackout window ended"}]
 
 
-def test_a_team_folder_may_only_target_its_own_accounts(workspace):
+def test_a_team_folder_may_only_target_its_own_accounts(workspace, siar_database):
     workspace.write_settings(BASE + """
 [accounts.kab-ogan]
 platform = "outbox"
