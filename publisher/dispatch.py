@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.utils
+from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.engine import RowMapping
@@ -163,6 +164,13 @@ class _InFlight:
     sending_at: float | None = None  # monotonic time the request was about to leave
 
 
+def _transport(settings: Settings) -> HTTPAdapter:
+    """The connection pools all adapters share: up to `concurrency` kept-alive connections per
+    host (urllib3's pools are thread-safe), for as many hosts as the accounts name."""
+    hosts = max(10, len(settings.accounts))
+    return HTTPAdapter(pool_connections=hosts, pool_maxsize=max(10, settings.concurrency))
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -184,6 +192,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._inflight: dict[int, _InFlight] = {}
         self._adapters: dict[str, BaseAdapter] = {}
+        self._transport = _transport(settings)
         self.outcomes: list[Outcome] = []
         self.observers: list[Callable[[DispatchEvent], None]] = []
 
@@ -191,6 +200,7 @@ class Dispatcher:
         """New settings (SIGHUP): adapters are rebuilt on next use; sends in flight keep theirs."""
         self.settings = settings
         self._adapters = {}
+        self._transport = _transport(settings)  # the old one stays with the sends still using it
 
     # --- adapters ---------------------------------------------------------------------------
 
@@ -205,7 +215,12 @@ class Dispatcher:
             else:
                 cls = adapter_class(account.platform)
                 config = account.adapter_config(self.settings.state_dir, self.settings.http_timeout.total_seconds())
-                adapter = cls(config, CountingSession())
+                session = CountingSession()
+                # Every account's session sends through one connection pool: 500 accounts on one
+                # platform reuse a few kept-alive (TLS) connections instead of opening 500.
+                session.mount("https://", self._transport)
+                session.mount("http://", self._transport)
+                adapter = cls(config, session)
             self._adapters[name] = adapter
         return adapter
 

@@ -301,3 +301,26 @@ def test_min_interval_paces_an_account(workspace, engine):
     states = sorted(r["state"] for r in e.deliveries())
     assert states == ["pending", "published"]
     assert e.account("pelan")["not_before"] >= utcnow() + timedelta(minutes=9)
+
+
+def test_accounts_on_one_platform_share_kept_alive_connections(workspace, engine):
+    """500 regional accounts on one platform must not open 500 connections (and TLS handshakes):
+    every account's session sends through the dispatcher's one pool, each with its own headers."""
+    from tests.support.fakeserver import Answer, FakeServer
+
+    with FakeServer() as server:
+        for account in ("kota", "kabupaten", "provinsi"):
+            server.route("POST", f"/{account}", Answer(200, {"id": f"w-{account}"}))
+        workspace.write_settings("[daemon]\nconcurrency = 1\n" + "".join(
+            f'\n[accounts.{a}]\nplatform = "webhook"\nurl = "{server.url}/{a}"\nsecret = "rahasia-{a}"\n'
+            for a in ("kota", "kabupaten", "provinsi")))
+        due_post(workspace, accounts=("kota", "kabupaten", "provinsi"))
+        e = engine()
+        e.syncer.run()
+        make_due(e)
+        e.run_until_idle(e.dispatcher())
+        posts = server.requests
+    assert sorted(r.path for r in posts) == ["/kabupaten", "/kota", "/provinsi"]
+    assert [r.state for r in e.deliveries()] == ["published"] * 3
+    assert len({r.client_port for r in posts}) == 1  # one connection, kept alive across accounts
+    assert len({r.header("X-Siar-Signature") for r in posts}) == 3  # each signed with its own secret

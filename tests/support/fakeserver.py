@@ -41,6 +41,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     at: float
+    client_port: int = 0  # the TCP connection it came on (the client's port)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -114,7 +115,8 @@ class FakeServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                seen = Seen(self.command, self.path, {k: v for k, v in self.headers.items()}, body, time.time())
+                seen = Seen(self.command, self.path, {k: v for k, v in self.headers.items()}, body, time.time(),
+                            self.client_address[1])
                 with server.arrived:
                     server.requests.append(seen)
                     server.arrived.notify_all()
