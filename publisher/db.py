@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import zlib
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 # PostgreSQL advisory lock keys (arbitrary, fixed): migrations, and the one syncing daemon.
@@ -123,10 +125,6 @@ class Database:
 def _run(raw: Any, sql: str) -> None:
     """Plain SQL on the driver's connection, its errors wrapped as SQLAlchemy wraps them (so
     `OperationalError` handlers and `fault_name` see a full disk or a lock like any other)."""
-    import sqlite3
-
-    from sqlalchemy.exc import DBAPIError
-
     try:
         raw.execute(sql)
     except sqlite3.Error as exc:
@@ -279,24 +277,16 @@ _REOPEN = ("database_readonly", "database_io_error", "database_unopenable")
 
 def fault_name(exc: BaseException) -> str | None:
     """The stable name of a database fault (`database_full`, `database_readonly`, …), or None."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
     module = type(exc).__module__.split(".", 1)[0]
     if module not in ("sqlalchemy", "sqlite3", "psycopg", "psycopg2"):
         return None
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated and not isinstance(exc.orig, _sqlite_error()):
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated and not isinstance(exc.orig, sqlite3.Error):
         return "database_disconnected"
     message = str(exc).lower()
     for name, phrases in _FAULTS:
         if any(phrase in message for phrase in phrases):
             return name
     return "database_error" if isinstance(exc, OperationalError) else None
-
-
-def _sqlite_error() -> type[BaseException]:
-    import sqlite3
-
-    return sqlite3.Error
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:

@@ -176,6 +176,7 @@ class Syncer:
         self._last: tuple[dict[str, PostSpec], set[str], list[FileProblem]] | None = None
         self._stats: dict[str, tuple[int, int]] = {}  # (mtime, size) of every file, as last read
         self._repeating: tuple[dict[str, PostSpec], list[PostSpec]] | None = None
+        self._accounts_known: set[tuple[str, str]] = set()  # (name, platform) rows already written
 
     def reload(self, settings: Settings) -> None:
         """New settings (SIGHUP): parse every file again, since accounts may have changed."""
@@ -185,6 +186,7 @@ class Syncer:
         self._converged = False
         self._last = None
         self._stats = {}
+        self._accounts_known = set()
 
     # --- reading the folder -----------------------------------------------------------------
 
@@ -284,9 +286,13 @@ class Syncer:
             log.error("sync.refused", error=report.error)
             return report
 
-        with self.db.write() as conn:
-            for account in self.settings.accounts.values():
-                store.ensure_account(conn, account.name, account.platform)
+        # Account rows follow the settings, not the files: written once per name and platform.
+        accounts = {(a.name, a.platform) for a in self.settings.accounts.values()} - self._accounts_known
+        if accounts:
+            with self.db.write() as conn:
+                for name, platform in sorted(accounts):
+                    store.ensure_account(conn, name, platform)
+            self._accounts_known |= accounts
 
         # Removals first: a renamed file's old pending deliveries are cancelled before the new
         # post is checked against them by the duplicate guard.

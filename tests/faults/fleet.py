@@ -74,7 +74,9 @@ def marker_in(data: str | bytes) -> str | None:
 class Counts:
     """Mixed into a fake: `created[(marker, part)]`, the objects the platform really made."""
 
-    created: Counter[tuple[str, str]]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.created: Counter[tuple[str, str]] = Counter()  # before the fake's own set-up runs
+        super().__init__(*args, **kwargs)
 
     def count(self, data: str | bytes | None, part: str = "") -> None:
         marker = marker_in(data or "")
@@ -83,20 +85,12 @@ class Counts:
 
 
 class CountingFacebook(Counts, FakeFacebook):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _new_post(self, fields: dict[str, Any]) -> str:
         self.count(str(fields.get("message") or ""))
         return super()._new_post(fields)
 
 
 class CountingInstagram(Counts, FakeInstagram):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _publish(self, seen: Seen, params: dict[str, str]) -> Answer:
         answer = super()._publish(seen, params)
         if answer.status == 200:
@@ -105,10 +99,6 @@ class CountingInstagram(Counts, FakeInstagram):
 
 
 class CountingThreads(Counts, FakeThreads):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _publish(self, seen: Seen, params: dict[str, str]) -> Answer:
         answer = super()._publish(seen, params)
         if answer.status == 200:
@@ -117,10 +107,6 @@ class CountingThreads(Counts, FakeThreads):
 
 
 class CountingX(Counts, FakeX):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _create(self, seen: Seen) -> Answer:
         answer = super()._create(seen)
         if answer.status == 201:
@@ -129,10 +115,6 @@ class CountingX(Counts, FakeX):
 
 
 class CountingYouTube(Counts, FakeYouTube):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _put(self, seen: Seen) -> Answer:
         before = len(self.videos)
         answer = super()._put(seen)
@@ -143,10 +125,6 @@ class CountingYouTube(Counts, FakeYouTube):
 
 
 class CountingWhatsApp(Counts, FakeWhatsApp):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _send(self, seen: Seen, params: dict[str, str]) -> Answer:
         answer = super()._send(seen, params)
         if answer.status == 200:
@@ -155,10 +133,6 @@ class CountingWhatsApp(Counts, FakeWhatsApp):
 
 
 class CountingTelegram(Counts, FakeTelegram):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _method(self, seen: Seen) -> Answer:
         answer = super()._method(seen)
         if answer.status == 200:  # text, caption or a file named after the post: one per method
@@ -167,10 +141,6 @@ class CountingTelegram(Counts, FakeTelegram):
 
 
 class CountingMastodon(Counts, FakeMastodon):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _status(self, seen: Seen) -> Answer:
         before = len(self.statuses)
         answer = super()._status(seen)
@@ -181,7 +151,6 @@ class CountingMastodon(Counts, FakeMastodon):
 
 class CountingBluesky(Counts, FakeBluesky):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
         super().__init__(*args, **kwargs)
         self.server.route("POST", "/xrpc/com.atproto.server.refreshSession",
                           self._step("refreshSession", self._refresh_session))
@@ -206,10 +175,6 @@ class CountingBluesky(Counts, FakeBluesky):
 
 
 class CountingLinkedIn(Counts, FakeLinkedIn):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.created = Counter()
-        super().__init__(*args, **kwargs)
-
     def _post(self, seen: Seen) -> Answer:
         answer = super()._post(seen)
         if answer.status == 201:
