@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from publisher.fastsql import Fast
 from publisher.models import AuditEvent, AuditHead, utcnow
 from publisher.redact import REDACTOR, redact
 
@@ -89,12 +90,12 @@ def event(
     }
 
 
-# Built once: building a statement per call cost more CPU than running it (SQLAlchemy's cache
-# key generation), and an audit append runs several times per delivery.
-_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
-_HEAD_LOCKED = _HEAD.with_for_update()
-_INSERT = EVENTS.insert()
-_MOVE_HEAD = update(HEAD).where(HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+# Built once and run on the driver (see fastsql): an audit append runs several times per delivery.
+_HEAD_SELECT = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
+_HEAD = Fast(_HEAD_SELECT)
+_HEAD_LOCKED = Fast(_HEAD_SELECT.with_for_update())
+_INSERT = Fast(EVENTS.insert())
+_MOVE_HEAD = Fast(update(HEAD).where(HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
 
 def append_many(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -103,15 +104,15 @@ def append_many(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     if not rows:
         return []
     head = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
-    seq, prev = conn.execute(head).one()
+    seq, prev = head.run(conn, {}).fetchone()
     chained = []
     for row in rows:
         seq += 1
         row = {**row, "seq": seq, "prev_hash": prev}
         row["hash"] = prev = chain_hash(prev, row)
         chained.append(row)
-    conn.execute(_INSERT, chained)
-    conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+    _INSERT.many(conn, chained)
+    _MOVE_HEAD.run(conn, {"new_seq": seq, "new_hash": prev})
     return [row["seq"] for row in chained]
 
 

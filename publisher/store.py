@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from publisher import audit
+from publisher.fastsql import Fast
 from publisher.models import Account, Delivery, Post
 from publisher.redact import redact
 from publisher.states import IN_FLIGHT, READY, HoldReason, State
@@ -53,11 +54,11 @@ class Lease:
         return {"w_id": self.delivery_id, "w_owner": self.owner, "w_token": self.token}
 
 
-# A fenced UPDATE, built once (building one per call cost more CPU than running it): SQLAlchemy
-# makes its SET clause from the parameters' column names at execution.
-_FENCED = update(D).where(
+# A fenced UPDATE, built once and run on the driver (see fastsql): its SET clause comes from the
+# parameters' column names, compiled once per set of names.
+_FENCED = Fast(update(D).where(
     D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"), D.c.claim_token == bindparam("w_token")
-)
+))
 
 
 def delivery_row(
@@ -113,7 +114,7 @@ def create_delivery(
 
 _ACCOUNT_PLATFORM = select(A.c.platform).where(A.c.name == bindparam("w_name"))
 _ADD_ACCOUNT = insert(A)
-_SET_ACCOUNT = update(A).where(A.c.name == bindparam("w_name"))
+_SET_ACCOUNT = Fast(update(A).where(A.c.name == bindparam("w_name")))
 
 
 def ensure_account(conn: Connection, name: str, platform: str) -> None:
@@ -121,7 +122,7 @@ def ensure_account(conn: Connection, name: str, platform: str) -> None:
     if known is None:
         conn.execute(_ADD_ACCOUNT, {"name": name, "platform": platform, "paused": False})
     elif known.platform != platform:
-        conn.execute(_SET_ACCOUNT, {"w_name": name, "platform": platform})
+        _SET_ACCOUNT.run(conn, {"w_name": name, "platform": platform})
 
 
 @cache
@@ -245,8 +246,7 @@ def fenced(
         values["platform_id"] = platform_id
     if http_status is not None:
         values["http_status"] = http_status
-    result = conn.execute(_FENCED, {**values, "updated_at": now, **lease.params()})
-    if result.rowcount != 1:
+    if _FENCED.run(conn, {**values, "updated_at": now, **lease.params()}).rowcount != 1:
         return False
     audit.append(
         conn, event, post_id=row["post_id"], delivery_id=lease.delivery_id, account=row["account"],
@@ -258,7 +258,7 @@ def fenced(
 
 def update_leased(conn: Connection, lease: Lease, *, now: datetime, **values: Any) -> bool:
     """Change the delivery's columns only if `lease` still holds (no audit event: bookkeeping)."""
-    return conn.execute(_FENCED, {**values, "updated_at": now, **lease.params()}).rowcount == 1
+    return _FENCED.run(conn, {**values, "updated_at": now, **lease.params()}).rowcount == 1
 
 
 def renew(conn: Connection, lease: Lease, *, until: datetime, now: datetime) -> bool:
@@ -289,7 +289,7 @@ def take_over(conn: Connection, row: Mapping[str, Any], *, owner: str, now: date
 
 
 def set_account(conn: Connection, name: str, **values: Any) -> None:
-    conn.execute(_SET_ACCOUNT, {**values, "w_name": name})
+    _SET_ACCOUNT.run(conn, {**values, "w_name": name})
 
 
 _PUBLISHED_SINCE = (
