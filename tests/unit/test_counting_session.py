@@ -1,0 +1,48 @@
+"""The dispatcher's session prepares requests exactly as requests' own Session would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from publisher.dispatch import _NETRC_AUTH, CountingSession
+
+CASES = [
+    requests.Request("POST", "https://api.example.org/v1/posts?x=1", json={"text": "Selamat pagi", "n": 1},
+                     headers={"Authorization": "Bearer abc", "User-Agent": None}),
+    requests.Request("post", "https://api.example.org/upload", data={"a": "1", "b": ["2", "3"]},
+                     params={"q": "banjir", "page": 2}),
+    requests.Request("PUT", "https://api.example.org/media/1", data=b"\x00\x01binary",
+                     headers={"Content-Type": "application/octet-stream"}, auth=("user", "pass")),
+    requests.Request("GET", "https://api.example.org/me", cookies={"session": "s1"}),  # requests' own path
+]
+
+
+def _view(prepared: requests.PreparedRequest) -> tuple:
+    return (prepared.method, prepared.url, dict(prepared.headers), prepared.body, prepared.hooks)
+
+
+@pytest.mark.parametrize("request_", CASES, ids=["json-headers", "form-params", "bytes-auth", "cookies"])
+def test_prepared_as_requests_prepares_it(request_: requests.Request, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent-netrc"))
+    _NETRC_AUTH.clear()
+    ours = CountingSession()
+    theirs = requests.Session()
+    theirs.headers.update(ours.headers)
+    assert _view(ours.prepare_request(request_)) == _view(theirs.prepare_request(request_))
+
+
+def test_netrc_credentials_are_still_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine hooks.example.org login siar password rahasia-netrc\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    _NETRC_AUTH.clear()
+    request = requests.Request("POST", "https://hooks.example.org/in", json={"a": 1})
+    ours = CountingSession().prepare_request(request)
+    assert ours.headers["Authorization"] == requests.Session().prepare_request(request).headers["Authorization"]
+    assert ours.headers["Authorization"].startswith("Basic ")
+    _NETRC_AUTH.clear()
