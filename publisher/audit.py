@@ -10,11 +10,13 @@ import getpass
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.exc import DBAPIError
 
 from publisher.fastsql import Fast
 from publisher.models import AuditEvent, AuditHead, utcnow
@@ -41,13 +43,22 @@ def operator() -> str:
 
 
 def canonical(row: dict[str, Any]) -> str:
+    """The event as hashed: its FIELDS as JSON with sorted keys, no spaces, UTF-8 as is."""
+    return canonical_prefix(row) + ',"seq":' + json.dumps(row.get("seq")) + "}"
+
+
+def canonical_prefix(row: dict[str, Any]) -> str:
+    """The canonical JSON up to its last key, "seq" (sorted keys: it sorts after every other
+    field), without it: PostgreSQL's `siar_audit_append` adds the number it assigns."""
     data = {}
     for name in FIELDS:
+        if name == "seq":
+            continue
         value = row.get(name)
         if isinstance(value, datetime):
             value = value.isoformat()
         data[name] = value
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)[:-1]
 
 
 def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
@@ -98,10 +109,18 @@ _INSERT = Fast(EVENTS.insert())
 _MOVE_HEAD = Fast(update(HEAD).where(HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash")))
 
 
+_DEFERRED = "siar_audit_deferred"  # Connection.info key: events held for the commit (PostgreSQL)
+
+
 def append_many(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Append events (from `event`) in order inside the caller's write transaction: one read and
-    one move of the chain's head for all of them. Returns their sequence numbers."""
+    one move of the chain's head for all of them. Returns their sequence numbers, or [] when the
+    transaction holds its events for its commit (`held_for_commit`)."""
     if not rows:
+        return []
+    held = conn.info.get(_DEFERRED)
+    if held is not None:
+        held.extend(rows)
         return []
     head = _HEAD_LOCKED if conn.dialect.name == "postgresql" else _HEAD
     seq, prev = head.run(conn, {}).fetchone()
@@ -116,9 +135,49 @@ def append_many(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     return [row["seq"] for row in chained]
 
 
-def append(conn: Connection, name: str, **fields: Any) -> int:
-    """Append one event inside the caller's write transaction; returns its sequence number."""
-    return append_many(conn, [event(name, **fields)])[0]
+def append(conn: Connection, name: str, **fields: Any) -> int | None:
+    """Append one event inside the caller's write transaction; returns its sequence number
+    (None when the transaction holds its events for its commit)."""
+    seqs = append_many(conn, [event(name, **fields)])
+    return seqs[0] if seqs else None
+
+
+@contextmanager
+def held_for_commit(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: hold the block's audit events, then append them and commit in one exchange.
+
+    Every append locks the chain's one head row until commit. Appended as they come, the lock
+    spans the transaction's later statements and each wait of its thread for the interpreter,
+    and every daemon's writers queue behind it. Held to the end, the events go in one call of
+    `siar_audit_append` (migration 0004) pipelined with the COMMIT: the lock lasts as long as the
+    server takes. The caller's transaction must be open; on success it is committed here."""
+    held: list[dict[str, Any]] = []
+    conn.info[_DEFERRED] = held
+    try:
+        yield
+    finally:
+        conn.info.pop(_DEFERRED, None)
+    if held:
+        _append_and_commit(conn, held)
+
+
+_APPEND_CALL = "SELECT siar_audit_append(%s::jsonb, %s::text[])"
+
+
+def _append_and_commit(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    prefixes = [canonical_prefix(row) for row in rows]
+    events = json.dumps([{**{k: row[k] for k in FIELDS if k != "seq" and k != "at"},
+                          # Stored as the other times are: UTC without an offset.
+                          "at": row["at"].astimezone(timezone.utc).replace(tzinfo=None).isoformat()}
+                         for row in rows], ensure_ascii=False)
+    driver = conn.connection.driver_connection
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        with driver.pipeline():
+            driver.execute(_APPEND_CALL, (events, prefixes))
+            driver.commit()
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(_APPEND_CALL, None, exc, dbapi.Error) from exc
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ SYNC_LOCK = 0x5_1A_12_02
 
 BUSY_TIMEOUT_MS = 15_000
 # The newest migration in publisher/migrations/versions (a test keeps the two in step).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 class Database:
@@ -54,14 +54,17 @@ class Database:
         """A write transaction, committed (durably) before the block's caller goes on.
 
         SQLite: blocks of this process's threads run one at a time, and blocks that queued up
-        behind each other share one commit (see `GroupCommit`). PostgreSQL: one transaction each.
+        behind each other share one commit (see `GroupCommit`). PostgreSQL: one transaction each,
+        its audit events appended with its commit (see `audit.held_for_commit`).
         """
         if self._group is not None:
             with self._group.write() as conn:
                 yield conn
             return
+        from publisher.audit import held_for_commit  # audit imports the models; db must not
+
         with self.engine.connect() as conn:
-            with conn.begin():
+            with conn.begin(), held_for_commit(conn):
                 yield conn
 
     @contextmanager

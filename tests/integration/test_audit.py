@@ -278,7 +278,9 @@ def test_a_failed_audit_append_rolls_the_transition_back_with_it(workspace, engi
     def broken(*_args, **_kwargs):
         raise OSError("disk full while writing the audit event")
 
-    monkeypatch.setattr(audit, "chain_hash", broken)
+    # The event's canonical form is made on both paths (SQLite hashes it here, PostgreSQL sends
+    # it to siar_audit_append with the commit).
+    monkeypatch.setattr(audit, "canonical_prefix", broken)
     with pytest.raises(OSError):
         with e.db.write() as conn:
             operator.cancel(conn, str(row["id"]))
@@ -294,6 +296,28 @@ def test_a_failed_audit_append_rolls_the_transition_back_with_it(workspace, engi
     assert e.events() == before
     with e.db.read() as conn:
         assert audit.verify(conn) == (len(before), None)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_postgres_a_failed_server_side_append_rolls_the_transition_back(workspace, engine, monkeypatch):
+    """The append runs on the server with the commit: if it fails there, nothing of the
+    transaction stays, and the error is a database error like any other (fault names work)."""
+    from sqlalchemy.exc import DBAPIError
+
+    e, row = _pending(engine, workspace)
+    before = e.events()
+    monkeypatch.setattr(audit, "_APPEND_CALL", "SELECT siar_audit_append_missing(%s::jsonb, %s::text[])")
+    with pytest.raises(DBAPIError, match="siar_audit_append_missing"):
+        with e.db.write() as conn:
+            operator.cancel(conn, str(row["id"]))
+    monkeypatch.undo()
+    assert e.one(post_id="p")["state"] == "pending"
+    assert e.events() == before
+    with e.db.write() as conn:  # the pool's connection is fit for the next transaction
+        operator.cancel(conn, str(row["id"]))
+    assert e.one(post_id="p")["state"] == "cancelled"
+    with e.db.read() as conn:
+        assert audit.verify(conn) == (len(before) + 1, None)
 
 
 def test_an_audit_event_becomes_visible_only_with_the_change_it_records(workspace, engine):
@@ -318,3 +342,17 @@ def test_an_audit_event_becomes_visible_only_with_the_change_it_records(workspac
     finally:
         other.dispose()
     assert [ev["actor"] for ev in e.events(event="cancelled")] == ["someone"]
+
+
+def test_the_canonical_form_is_the_sorted_json_of_every_field_with_seq_last():
+    """PostgreSQL's siar_audit_append appends `,"seq":N}` to what Python sends: that is only the
+    same as hashing the whole event if "seq" sorts after every other field."""
+    import json as _json
+
+    row = audit.event("published", post_id="ulang-tahun-kota", delivery_id=7, account="pemkot_x", platform="x",
+                      attempt=2, http_status=201, platform_id="1790", error=None,
+                      detail={"url": "https://x.com/i/1790", "catatan": "Selamat ulang tahun, Kota! 🎉"})
+    row["seq"] = 12345
+    whole = {name: (row[name].isoformat() if name == "at" else row[name]) for name in audit.FIELDS}
+    assert audit.canonical(row) == _json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert sorted(audit.FIELDS)[-1] == "seq"
