@@ -306,7 +306,7 @@ def test_postgres_a_failed_server_side_append_rolls_the_transition_back(workspac
 
     e, row = _pending(engine, workspace)
     before = e.events()
-    monkeypatch.setattr(audit, "_APPEND_CALL", "SELECT siar_audit_append_missing(%s::jsonb, %s::text[])")
+    monkeypatch.setattr(audit, "_APPEND_CALL", "SELECT siar_audit_append_missing(%s::jsonb)")
     with pytest.raises(DBAPIError, match="siar_audit_append_missing"):
         with e.db.write() as conn:
             operator.cancel(conn, str(row["id"]))

@@ -6,7 +6,8 @@ every wait of the appending thread for its interpreter, and the daemons queued o
 does the whole append in one statement, which the daemon sends together with its COMMIT: the lock
 is held only while the server works. The link is the one Python computes and `siar audit verify`
 checks: hash = sha256(prev_hash + canonical JSON), where the canonical JSON's last key is "seq",
-so Python sends each event's JSON up to that key and the server adds the number it assigns.
+so Python sends, with each event's columns, its canonical JSON up to that key ("prefix"), and
+the server adds the number it assigns.
 
 SQLite has a single writer and no such queue: nothing changes there.
 
@@ -22,7 +23,7 @@ branch_labels = None
 depends_on = None
 
 APPEND = """
-CREATE OR REPLACE FUNCTION siar_audit_append(events jsonb, prefixes text[]) RETURNS integer
+CREATE OR REPLACE FUNCTION siar_audit_append(events jsonb) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     tip_seq integer;
@@ -32,12 +33,12 @@ DECLARE
 BEGIN
     SELECT seq, hash INTO tip_seq, tip_hash FROM audit_head WHERE id = 1 FOR UPDATE;
     FOR e IN
-        SELECT r.*, x.n FROM jsonb_array_elements(events) WITH ORDINALITY AS x(v, n),
+        SELECT r.*, x.v, x.n FROM jsonb_array_elements(events) WITH ORDINALITY AS x(v, n),
              LATERAL jsonb_populate_record(NULL::audit_event, x.v) AS r
         ORDER BY x.n
     LOOP
         tip_seq := tip_seq + 1;
-        next_hash := encode(sha256(convert_to(tip_hash || prefixes[e.n] || ',"seq":' || tip_seq || '}', 'UTF8')),
+        next_hash := encode(sha256(convert_to(tip_hash || (e.v ->> 'prefix') || ',"seq":' || tip_seq || '}', 'UTF8')),
                             'hex');
         INSERT INTO audit_event (seq, at, post_id, delivery_id, account, platform, event, attempt, http_status,
                                  platform_id, error, actor, detail, prev_hash, hash)
@@ -59,4 +60,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS siar_audit_append(jsonb, text[])")
+        op.execute("DROP FUNCTION IF EXISTS siar_audit_append(jsonb)")
