@@ -10,6 +10,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.pool import NullPool
 
 # PostgreSQL advisory lock keys (arbitrary, fixed): migrations, and the one syncing daemon.
@@ -46,7 +47,7 @@ class Database:
             self.path = None
             # PostgreSQL counts connections across every daemon (max_connections is 100 by
             # default): keep a bounded pool, with a little overflow for bursts.
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
+            self.engine = _postgres_engine(url, pool_size)
             self._group = None
 
     @contextmanager
@@ -322,6 +323,34 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         if conn.connection.driver_connection.in_transaction:
             return  # GroupCommit began it (BEGIN IMMEDIATE) and will commit it
         conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before use (a server
+# restart leaves dead ones behind); one back from use a moment ago is not. Pinging every
+# checkout was one more round trip per transaction, two or three per delivery.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _postgres_engine(url: str, pool_size: int) -> Engine:
+    engine = create_engine(url, pool_size=pool_size, max_overflow=2)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["siar_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("siar_idle_since", None)
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure: the pool opens a fresh connection
+            raise DisconnectionError(f"pooled connection failed its ping: {type(exc).__name__}") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection failed its ping")
 
     return engine
 
