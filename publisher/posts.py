@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from functools import cached_property, lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -36,6 +37,7 @@ from publisher.problems import (
     validation_problems,
 )
 from publisher.settings import (
+    FILE_MAX,
     NESTED_TOO_DEEP,
     NUL_MESSAGE,
     PositiveDuration,
@@ -255,11 +257,12 @@ class _PostFile(_ContentTable):
 
 
 def load_post(
-    path: Path, settings: Settings, *, platform_checks: bool = True, adapters: AdapterCache | None = None
+    path: Path | str, settings: Settings, *, platform_checks: bool = True, adapters: AdapterCache | None = None
 ) -> tuple[PostSpec | None, list[FileProblem]]:
     """One post file: its spec (None when it has errors) and every problem found in it.
 
     Pass one `AdapterCache` when loading many files, so each account's adapter is built once.
+    A name (str) is enough: a `Path` is made only if a problem has to name the file.
     """
     if platform_checks and adapters is None:
         adapters = AdapterCache(settings)
@@ -267,10 +270,10 @@ def load_post(
     return loaded.spec, sort_problems(loaded.problems)
 
 
-def duplicate_id(path: Path, spec: PostSpec, first: Path) -> FileProblem:
+def duplicate_id(path: Path, post_id: str, first: Path) -> FileProblem:
     """The problem of a second file claiming a post id another file already has."""
     line = line_of(path.read_text(encoding="utf-8", errors="replace"), ("id",)) if path.exists() else None
-    return FileProblem(path, line, "id", f"{spec.id!r} is also the id of {first}; ids must be unique")
+    return FileProblem(path, line, "id", f"{post_id!r} is also the id of {first}; ids must be unique")
 
 
 def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
@@ -284,7 +287,7 @@ def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
         loaded = _PostLoader(path, settings, adapters).load()
         spec = loaded.spec
         if spec is not None and spec.id in posts:
-            loaded.problems.append(duplicate_id(path, spec, settings.posts_dir / posts[spec.id].path))
+            loaded.problems.append(duplicate_id(path, spec.id, settings.posts_dir / posts[spec.id].path))
             spec = None
         problems.extend(loaded.problems)
         if spec is None:
@@ -301,29 +304,32 @@ def scan_posts(settings: Settings, *, platform_checks: bool = True) -> Scan:
 
 
 def post_files(folder: Path) -> tuple[list[Path], str | None]:
-    entries, folder_error = post_entries(folder)
-    return [Path(entry.path) for _, entry in entries], folder_error
+    names, folder_error = post_entries(folder)
+    top = os.path.join(str(folder), "")
+    return [Path(top + name) for name in names], folder_error
 
 
-def post_entries(folder: Path) -> tuple[list[tuple[str, os.DirEntry[str]]], str | None]:
-    """Every `*.toml` under `folder` as (its path relative to `folder`, posix form; its entry),
-    in that order, hidden files and folders skipped, symlinked folders not followed (as
-    `os.walk` does). Plain strings and `os.scandir` entries: sync walks thousands of files every
-    few seconds, and an entry's `stat()` is the one the mtime cache needs."""
+def post_entries(folder: Path) -> tuple[list[str], str | None]:
+    """Every `*.toml` under `folder` as its path relative to `folder` (posix form), in that
+    order, hidden files and folders skipped, symlinked folders not followed (as `os.walk` does).
+    Plain strings, not `os.scandir` entries: sync walks thousands of files every few seconds,
+    and 10,000 entries (each with the `stat` result it caches once asked) weigh about 10 MB
+    against 1 MB for the names, a peak the process would keep. `os.path.join(folder, name)` is
+    the file."""
     if not folder.is_dir():
         return [], f"the posts folder {folder} does not exist or is not a folder"
     errors: list[OSError] = []
-    found: list[tuple[str, os.DirEntry[str]]] = []
+    found: list[str] = []
     _walk(str(folder), "", found, errors)
-    found.sort()  # by relative path: each is unique, so two entries are never compared
+    found.sort()  # by relative path
     if errors:
         # A subfolder we cannot read would look like removed posts; the caller must not cancel.
         return found, f"cannot read {errors[0].filename}: {errors[0].strerror}"
     return found, None
 
 
-def _walk(top: str, prefix: str, found: list[tuple[str, os.DirEntry[str]]], errors: list[OSError]) -> None:
-    files: list[tuple[str, os.DirEntry[str]]] = []
+def _walk(top: str, prefix: str, found: list[str], errors: list[OSError]) -> None:
+    files: list[str] = []
     folders: list[tuple[str, str]] = []
     try:
         with os.scandir(top) as listing:
@@ -340,7 +346,7 @@ def _walk(top: str, prefix: str, found: list[tuple[str, os.DirEntry[str]]], erro
                     if not entry.is_symlink():
                         folders.append((entry.path, prefix + name + "/"))
                 elif name.endswith(".toml"):
-                    files.append((prefix + name, entry))
+                    files.append(prefix + name)
     except OSError as exc:
         errors.append(exc)
         return  # as os.walk: a folder that cannot be listed to the end counts as unreadable
@@ -382,13 +388,23 @@ class _Loaded:
 class _PostLoader:
     """One load of one post file; collects problems instead of stopping at the first."""
 
-    def __init__(self, path: Path, settings: Settings, adapters: AdapterCache | None) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, settings: Settings, adapters: AdapterCache | None) -> None:
+        # The file by its name; its `Path` only when a problem names it. pathlib (CPython 3.11)
+        # interns every part of every path it parses, and making one per file of a sync over
+        # 10,000 files grew the interpreter's table of interned strings by 2 MB for good.
+        self.file = os.fspath(path)
+        self._path = path if isinstance(path, Path) else None
         self.settings = settings
         self.adapters = adapters
-        self.relative = _relative(path, settings.posts_dir)
+        self.relative = _relative(self.file, settings.posts_dir)
         self.source = ""
         self.problems: list[FileProblem] = []
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = Path(self.file)
+        return self._path
 
     def problem(self, path: KeyPath, message: str, severity: str = "error") -> None:
         line = line_of(self.source, path) if path else None
@@ -401,11 +417,12 @@ class _PostLoader:
 
     def load(self) -> _Loaded:
         try:
-            unusable = regular_file_problem(self.path)
+            unusable = self._unusable()
             if unusable is not None:
                 self.problem((), unusable)
                 return self.done()
-            self.source = self.path.read_bytes().decode("utf-8")
+            with open(self.file, "rb") as handle:
+                self.source = handle.read().decode("utf-8")
         except UnicodeDecodeError as exc:
             self.problem((), f"is not UTF-8 text ({exc.reason} at byte {exc.start})")
             return self.done()
@@ -471,6 +488,17 @@ class _PostLoader:
             self._platform_checks(spec, post)
         return self.done(spec)
 
+    def _unusable(self) -> str | None:
+        """`regular_file_problem`, with one `stat` and no `Path` for the usual file: regular and
+        not too big."""
+        try:
+            st = os.stat(self.file)
+        except OSError:
+            return regular_file_problem(self.path)  # it says why, as for any other file
+        if S_ISREG(st.st_mode) and st.st_size <= FILE_MAX:
+            return None
+        return regular_file_problem(self.path)
+
     def _shape(self, data: dict[str, Any]) -> tuple[_PostFile, set[str]]:
         """The fields that validated, and the names of the top-level fields that did not."""
         try:
@@ -533,7 +561,7 @@ class _PostLoader:
         """The team whose folder holds this file (the deepest, if folders nest)."""
         if not self.settings.teams:
             return None
-        path = Path(os.path.abspath(self.path))
+        path = Path(os.path.abspath(self.file))
         owners = [team for team in self.settings.teams.values() if path.is_relative_to(team.folder)]
         return max(owners, key=lambda team: len(team.folder.parts), default=None)
 
@@ -663,19 +691,19 @@ class _PostLoader:
                 self.problem(where, prefix + item.message, item.severity)
 
 
-def _relative(path: Path, folder: Path) -> str:
+def _relative(path: Path | str, folder: Path) -> str:
     """`path` relative to `folder` in posix form, or its name for a file given from elsewhere."""
     # A string prefix first: pathlib's relative_to costs more than the rest of a small file's
     # checks, and both paths are already normalised.
     top = str(folder)
-    name = str(path)
+    name = os.fspath(path)
     prefix = top if top.endswith(os.sep) else top + os.sep
     if name.startswith(prefix) and len(name) > len(prefix):
         return name[len(prefix):].replace(os.sep, "/")
     try:
-        return path.relative_to(folder).as_posix()
+        return Path(path).relative_to(folder).as_posix()
     except ValueError:
-        return path.name  # a file given from elsewhere: its name stands for it
+        return Path(path).name  # a file given from elsewhere: its name stands for it
 
 
 def _content(table: _ContentTable, base: Content | None) -> Content:
