@@ -218,10 +218,13 @@ def test_another_writer_holding_the_sqlite_lock_again_and_again_delays_but_loses
             # recording its answer fails; it stays `sending` until its lease runs out.
             post(workspace, "locked-h", "hook")
             wait_until(lambda: arrived("locked-h"), timeout=20, interval=0.01, what="locked-h sent")
-            with LockHog(db_path, hold=30, gap=0.1) as hog:
+            # Held until the fault is seen: a write queued before the answer's (a lease renewal or
+            # heartbeat that fell in the half second at the platform) fails its 15 s busy timeout
+            # first, so the answer's may fail only 30 s or more after the hold began.
+            with LockHog(db_path, hold=90, gap=0.1) as hog:
                 wait_until(lambda: [e for e in named(log, "database_locked")
                                     if e.get("event") == "delivery.crashed" and e.get("post") == "locked-h"],
-                           timeout=30, what="the fault named in the log")
+                           timeout=60, what="the fault named in the log")
                 assert db.states()["locked-h"] == "sending"
                 hog.stopping.set()
             assert daemon.proc.poll() is None

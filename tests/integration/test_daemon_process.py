@@ -157,3 +157,17 @@ def test_a_post_leaves_at_its_time_not_before_and_not_at_the_next_poll(workspace
         assert arrived - due.timestamp() < 1.0
         body = json.loads(server.seen("POST", "/hook")[0].body)
         assert body["text"] == "Tepat waktu"
+
+
+def test_a_post_dropped_into_a_running_daemons_folder_is_synced_at_once_not_at_the_next_tick(workspace, tmp_path):
+    # The next sync tick is an hour away: only the posts folder's watch (inotify) can pick the file up.
+    workspace.write_settings(FAST.replace('sync_every = "1s"', 'sync_every = "1h"')
+                             + '\n[accounts.latihan]\nplatform = "outbox"\n')
+    with DaemonProcess(workspace.root, tmp_path / "run.log") as daemon:
+        wait_until(lambda: '"daemon.dispatching"' in daemon.logs(), timeout=30, what="the first pass")
+        assert '"mode": "inotify"' in daemon.logs()
+        dropped = time.monotonic()
+        workspace.post("2026-11/segera.toml", 'to = ["latihan"]\ntext = "Segera"\n')  # in a new subfolder
+        wait_until(lambda: state_of(workspace, "2026-11/segera") == "published", timeout=20, what="published")
+        assert time.monotonic() - dropped < 10
+        assert daemon.terminate() == 0
