@@ -5,7 +5,8 @@ too); then `siar run` is started and measured: seconds from spawn to its `daemon
 RSS from /proc/<pid>/status once settled (and the peak, VmHWM), and CPU over `idle_s` seconds from
 /proc/<pid>/stat (utime + stime), as % of one core, from the end of its first pass (the sync and
 reap after READY, log event `daemon.dispatching`) plus `settle_s`. Settings are the defaults (sync_every 10 s,
-concurrency 16), so the idle cost includes the periodic sync over all N files.
+concurrency 16). On Linux the posts folder is watched (inotify), so an idle tick reads no file; the
+full safety walk (every 5 minutes) falls outside the 30 s window.
 """
 
 from __future__ import annotations
