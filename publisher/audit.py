@@ -152,11 +152,12 @@ def held_for_commit(conn: Connection) -> Iterator[None]:
     `siar_audit_append` (migration 0004) pipelined with the COMMIT: the lock lasts as long as the
     server takes. The caller's transaction must be open; on success it is committed here."""
     held: list[dict[str, Any]] = []
-    conn.info[_DEFERRED] = held
+    info = conn.info  # kept: a connection invalidated inside the block refuses `conn.info`
+    info[_DEFERRED] = held
     try:
         yield
     finally:
-        conn.info.pop(_DEFERRED, None)
+        info.pop(_DEFERRED, None)
     if held:
         _append_and_commit(conn, held)
 

@@ -328,13 +328,19 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
 
 
 # A pooled PostgreSQL connection idle for longer than this is pinged before use (a server
-# restart leaves dead ones behind); one back from use a moment ago is not. Pinging every
-# checkout was one more round trip per transaction, two or three per delivery.
+# restart leaves dead ones behind); one back from use a moment ago is not, unless a connection
+# was found lost since (then every pooled one is suspect). Pinging every checkout was one more
+# round trip per transaction, two or three per delivery.
 PING_AFTER_IDLE_S = 1.0
 
 
 def _postgres_engine(url: str, pool_size: int) -> Engine:
     engine = create_engine(url, pool_size=pool_size, max_overflow=2)
+    lost = {"at": 0.0}  # monotonic time a connection of this pool was last found lost
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(_dbapi_conn: Any, _record: Any, _exc: Any) -> None:
+        lost["at"] = time.monotonic()
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -343,7 +349,7 @@ def _postgres_engine(url: str, pool_size: int) -> Engine:
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.pop("siar_idle_since", None)
-        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_S:
+        if since is not None and since > lost["at"] and time.monotonic() - since < PING_AFTER_IDLE_S:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)

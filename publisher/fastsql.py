@@ -9,7 +9,7 @@ its values) and skips the rest: it is compiled once per dialect and set of param
 run on the driver's cursor inside the caller's open transaction.
 
 Driver errors are wrapped as SQLAlchemy wraps them, so fault names and `OperationalError`
-handlers see them as before. Outside an open transaction a `Fast` statement falls back to
+handlers see them as before, and a lost connection is invalidated as SQLAlchemy would. Outside an open transaction a `Fast` statement falls back to
 `Connection.execute`, which begins one: it never runs a statement in autocommit by accident.
 """
 
@@ -85,7 +85,7 @@ class Fast:
         try:
             cursor.execute(compiled.sql, values)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(compiled.sql, values, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise _wrapped(conn, driver, cursor, exc, compiled.sql, values) from exc
         return cursor
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -101,9 +101,18 @@ class Fast:
         try:
             cursor.executemany(compiled.sql, values)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(compiled.sql, values, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise _wrapped(conn, driver, cursor, exc, compiled.sql, values) from exc
         finally:
             cursor.close()
+
+
+def _wrapped(conn: Connection, driver: Any, cursor: Any, exc: Exception, sql: str, values: Any) -> DBAPIError:
+    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated as SQLAlchemy
+    invalidates it, so the pool never hands it out again (and pings the others, see db.py)."""
+    lost = bool(conn.dialect.is_disconnect(exc, driver, cursor))
+    if lost and not conn.invalidated:
+        conn.invalidate(exc)
+    return DBAPIError.instance(sql, values, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost)
 
 
 class _Fallback:

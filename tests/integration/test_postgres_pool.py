@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from publisher import db as dbmod
 from publisher.db import Database, fault_name
+from publisher.fastsql import Fast
 
 pytestmark = pytest.mark.postgres
 
@@ -52,5 +53,30 @@ def test_one_used_a_moment_ago_is_not_pinged_and_a_death_meanwhile_fails_once(po
             _backend_pid(database)
         assert fault_name(failed.value) == "database_disconnected"
         assert _backend_pid(database) != pid
+    finally:
+        database.dispose()
+
+
+def test_a_connection_lost_under_a_fast_statement_gets_the_others_pinged(postgres_url: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement run on the driver (publisher/fastsql.py) meets the lost connection: it is
+    invalidated as SQLAlchemy would, and the pool's other connections, used a moment ago too,
+    are pinged before their next use instead of failing one by one."""
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE_S", 60.0)
+    database = Database(postgres_url, pool_size=2)
+    pid_of = Fast(text("SELECT pg_backend_pid()"))
+    try:
+        first, second = database.engine.connect(), database.engine.connect()
+        pids = [int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in (first, second)]
+        first.close()
+        second.close()
+        for pid in pids:
+            _kill_backend(postgres_url, pid)
+        with pytest.raises(OperationalError) as failed, database.write() as conn:
+            pid_of.run(conn, {})
+        assert fault_name(failed.value) == "database_disconnected"
+        for _ in range(3):  # every later transaction finds a live connection
+            with database.write() as conn:
+                assert pid_of.run(conn, {}).fetchone()[0] not in pids
     finally:
         database.dispose()
