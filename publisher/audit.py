@@ -16,9 +16,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
-from sqlalchemy.exc import DBAPIError
 
-from publisher.fastsql import Fast
+from publisher.fastsql import Fast, driver_error
 from publisher.models import AuditEvent, AuditHead, utcnow
 from publisher.redact import REDACTOR, redact
 
@@ -173,13 +172,12 @@ def _append_and_commit(conn: Connection, rows: list[dict[str, Any]]) -> None:
                           "prefix": canonical_prefix(row)}
                          for row in rows], ensure_ascii=False)
     driver = conn.connection.driver_connection
-    dbapi = conn.dialect.loaded_dbapi
     try:
         with driver.pipeline():
             driver.execute(_APPEND_CALL, (events,))
             driver.commit()
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(_APPEND_CALL, None, exc, dbapi.Error) from exc
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(conn, exc, _APPEND_CALL, None) from exc
 
 
 @dataclass(frozen=True)

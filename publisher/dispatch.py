@@ -354,10 +354,11 @@ class Dispatcher:
                 ok = drift is None and self._mark_sending(conn, lease, row, now, verdict.attempt)
             if drift is None:
                 return self._sending(row, lease, bound, verdict, ok)
+        else:
+            with self.db.read() as conn:
+                drift = post_drift(conn, row, self.settings)
         # Its post changed or went while it was out, or a check stops it: the post as the files
         # say now decides (a removed post is cancelled, not held as late).
-        with self.db.read() as conn:
-            drift = post_drift(conn, row, self.settings)
         if drift is not None and drift.state is not None:
             return self._record(row, lease, bound, drift.state, drift.event, hold_reason=drift.hold_reason,
                                 detail=drift.detail, **drift.values)

@@ -8,9 +8,10 @@ for what it is good at here (building the statement, quoting, each column type's
 its values) and skips the rest: it is compiled once per dialect and set of parameter names, and
 run on the driver's cursor inside the caller's open transaction.
 
-Driver errors are wrapped as SQLAlchemy wraps them, so fault names and `OperationalError`
-handlers see them as before, and a lost connection is invalidated as SQLAlchemy would. Outside an open transaction a `Fast` statement falls back to
-`Connection.execute`, which begins one: it never runs a statement in autocommit by accident.
+Driver errors are wrapped as SQLAlchemy wraps them (`driver_error`), so fault names and
+`OperationalError` handlers see them as before, and a lost connection is invalidated as SQLAlchemy
+would. Outside an open transaction a `Fast` statement falls back to `Connection.execute`, which
+begins one: it never runs a statement in autocommit by accident.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ class _Compiled:
             raise ValueError(f"Fast cannot run a statement with an expanding IN parameter: {self.sql}")
         self.positional = bool(compiled.positional)
         names = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
-        self.names = names
         self.processors: list[tuple[str, Callable[[Any], Any] | None]] = []
         for name in names:
             bind = compiled.binds[name]
@@ -46,10 +46,10 @@ class _Compiled:
     def params(self, values: Mapping[str, Any]) -> Any:
         out = []
         fixed = self.fixed
-        for name, process in self.processors:
+        for name, process in self.processors:  # in the statement's order (a name may repeat)
             value = values[name] if name in values else fixed[name]
             out.append(process(value) if process is not None and value is not None else value)
-        return tuple(out) if self.positional else dict(zip(self.names, out))
+        return tuple(out) if self.positional else {name: v for (name, _), v in zip(self.processors, out)}
 
 
 class Fast:
@@ -85,7 +85,7 @@ class Fast:
         try:
             cursor.execute(compiled.sql, values)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, driver, cursor, exc, compiled.sql, values) from exc
+            raise driver_error(conn, exc, compiled.sql, values, cursor) from exc
         return cursor
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -101,15 +101,16 @@ class Fast:
         try:
             cursor.executemany(compiled.sql, values)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, driver, cursor, exc, compiled.sql, values) from exc
+            raise driver_error(conn, exc, compiled.sql, values, cursor) from exc
         finally:
             cursor.close()
 
 
-def _wrapped(conn: Connection, driver: Any, cursor: Any, exc: Exception, sql: str, values: Any) -> DBAPIError:
-    """The driver's error as SQLAlchemy raises it; a lost connection is invalidated as SQLAlchemy
-    invalidates it, so the pool never hands it out again (and pings the others, see db.py)."""
-    lost = bool(conn.dialect.is_disconnect(exc, driver, cursor))
+def driver_error(conn: Connection, exc: Exception, sql: str, values: Any, cursor: Any = None) -> DBAPIError:
+    """An error the driver raised on `conn`, as SQLAlchemy raises it; a lost connection is
+    invalidated as SQLAlchemy invalidates it, so the pool never hands it out again (and pings the
+    others, see db.py)."""
+    lost = bool(conn.dialect.is_disconnect(exc, conn.connection.driver_connection, cursor))
     if lost and not conn.invalidated:
         conn.invalidate(exc)
     return DBAPIError.instance(sql, values, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost)
@@ -125,9 +126,6 @@ class _Fallback:
     def fetchone(self) -> Any:
         row = self._result.fetchone()
         return tuple(row) if row is not None else None
-
-    def close(self) -> None:
-        self._result.close()
 
 
 def _open_driver(conn: Connection) -> Any:
