@@ -115,6 +115,11 @@ class FakeServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client went away mid-body (a daemon killed while sending): no platform
+                    # acts on a request that never arrived whole, so it is not recorded either.
+                    self.close_connection = True
+                    return
                 seen = Seen(self.command, self.path, {k: v for k, v in self.headers.items()}, body, time.time(),
                             self.client_address[1])
                 with server.arrived:
