@@ -101,7 +101,7 @@ class Daemon:
         self.settings = dry_run_settings(settings) if dry_run else settings
         # Workers wait briefly for a connection rather than each holding one: several daemons
         # share PostgreSQL's max_connections (100 by default).
-        self.db = Database(self.settings.database, pool_size=min(self.settings.concurrency + 4, 10))
+        self.db = Database(self.settings.database, pool_size=min(self.settings.concurrency + 4, 12))
         self.syncer = Syncer(self.db, self.settings)
         self.dispatcher = Dispatcher(
             self.db, self.settings, on_settled=self.syncer.on_settled,

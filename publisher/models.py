@@ -6,8 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
+
+from publisher.states import READY
+
+# `state IN ('pending', 'retrying')` as literals: a partial index serves only a query whose WHERE
+# says the same, which a bound parameter cannot show the planner.
+READY_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in READY))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,6 +73,9 @@ class Delivery(SQLModel, table=True):
         # Per account and state, in claim order: `claim_batch` finds an account's deliveries in
         # flight and its earlier ready ones with a seek (also serves every (account, state) lookup).
         Index("ix_delivery_account_ready", "account", "state", "ready_at", "id"),
+        # The ready ones alone, in claim order: a claim walks it from the front and stops when
+        # its batch is full, however many are due (ix_delivery_ready would read and sort them all).
+        Index("ix_delivery_due", "ready_at", "id", postgresql_where=text(READY_SQL), sqlite_where=text(READY_SQL)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

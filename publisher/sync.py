@@ -40,6 +40,9 @@ CANCELLABLE = (State.PENDING, State.RETRYING, State.HELD, State.PAUSED)
 CHUNK = 500  # posts per write transaction, so dispatch is never locked out for long
 # A pass that parsed at least this many files hands the C heap's free pages back (`_trim_heap`).
 TRIM_AFTER_PARSED = 1000
+# A pass that created or cancelled at least this many deliveries has the database refresh its
+# planner statistics (`Database.refresh_statistics`).
+RESTAT_AFTER_ROWS = 500
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Report:
     files: int = 0
     parsed: int = 0
     created: int = 0
+    deliveries: int = 0  # the deliveries of the posts created
     updated: int = 0
     removed: int = 0
     cancelled: int = 0
@@ -167,7 +171,9 @@ class _NewRows:
             deadline=deadline, content=content, now=now, state=state, hold_reason=hold_reason,
         ), detail))
 
-    def flush(self, conn: Connection, actor: str) -> None:
+    def flush(self, conn: Connection, actor: str) -> int:
+        """Write what was collected; returns how many deliveries it created."""
+        written = len(self.deliveries)
         if self.posts:
             conn.execute(_INSERT_POST, self.posts)
         if self.deliveries:
@@ -180,6 +186,7 @@ class _NewRows:
             audit.append_many(conn, events)
         self.posts.clear()
         self.deliveries.clear()
+        return written
 
 
 class Syncer:
@@ -415,14 +422,17 @@ class Syncer:
                     else:
                         # An update reads and changes what is in the database: write what came
                         # before it first, and ask the database for twins afresh after it.
-                        new.flush(conn, self.actor)
+                        report.deliveries += new.flush(conn, self.actor)
                         twins = None
                         report.cancelled += self._update(conn, spec, old, previous[spec.id], now)
                         report.updated += 1
-                new.flush(conn, self.actor)
+                report.deliveries += new.flush(conn, self.actor)
 
         self._repeats(repeats, now)
         self._converged = not stale
+        if report.deliveries + report.cancelled >= RESTAT_AFTER_ROWS:
+            # Thousands of deliveries may have become due at once: the claim's plan must know.
+            self.db.refresh_statistics()
         if report.changed:
             log.info("sync.done", files=report.files, parsed=report.parsed, created=report.created,
                      updated=report.updated, removed=report.removed, cancelled=report.cancelled,

@@ -80,3 +80,32 @@ def test_a_connection_lost_under_a_fast_statement_gets_the_others_pinged(postgre
                 assert pid_of.run(conn, {}).fetchone()[0] not in pids
     finally:
         database.dispose()
+
+
+def test_under_load_the_pool_reuses_its_connections_rather_than_forking_new_server_backends(postgres_url: str) -> None:
+    """A fixed pool: threads wanting more connections than it holds wait for one. With overflow,
+    each connection past the pool's size was closed on its way back and another opened for the
+    next wait: a burst had the server start a backend every few deliveries."""
+    import threading
+
+    size = 3
+    database = Database(postgres_url, pool_size=size)
+    pids: set[int] = set()
+    lock = threading.Lock()
+
+    def writer() -> None:
+        for _ in range(15):
+            with database.write() as conn:
+                pid = int(conn.execute(text("SELECT pg_backend_pid() FROM pg_sleep(0.005)")).scalar_one())
+            with lock:
+                pids.add(pid)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        database.dispose()
+    assert len(pids) == size, sorted(pids)
