@@ -69,6 +69,27 @@ _ENVIRON_PROXIES: dict[tuple[str, str, Any], dict[str, str]] = {}
 _NETRC_AUTH: dict[tuple[str, str], Any] = {}
 
 
+# Prepared URLs by the URL given (for requests without `params`): requests parses, IDNA-encodes
+# and requotes the same few API URLs for every request. Bounded: URLs that vary per request
+# (a query string with an id) stop being added once it is full.
+_PREPARED_URLS: dict[str, str] = {}
+_PREPARED_URLS_MAX = 512
+
+
+class _PreparedRequest(requests.PreparedRequest):
+    def prepare_url(self, url: Any, params: Any) -> None:
+        if params or not isinstance(url, str):
+            super().prepare_url(url, params)
+            return
+        known = _PREPARED_URLS.get(url)
+        if known is not None:
+            self.url = known
+            return
+        super().prepare_url(url, params)  # raises for a bad URL, which is then not kept
+        if len(_PREPARED_URLS) < _PREPARED_URLS_MAX:
+            _PREPARED_URLS[url] = self.url
+
+
 class CountingSession(requests.Session):
     """Counts requests handed to the transport, to tell "never sent" from "may have been sent"."""
 
@@ -98,7 +119,7 @@ class CountingSession(requests.Session):
         auth = request.auth
         if not auth and self.trust_env:
             auth = self._netrc_auth(request.url)
-        prepared = requests.PreparedRequest()
+        prepared = _PreparedRequest()
         prepared.prepare(method=request.method.upper(), url=request.url, files=request.files, data=request.data,
                          json=request.json, headers=headers, params=request.params, auth=auth,
                          hooks=merge_hooks(request.hooks, self.hooks))

@@ -3,6 +3,8 @@ under concurrent writers, and every event committed or rolled back with the chan
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import subprocess
 import threading
@@ -245,6 +247,24 @@ def test_the_chain_stays_single_and_valid_with_concurrent_writers(workspace, bac
     assert [r.seq for r in written] == list(range(1, total + 1))
     for actor in {r.actor for r in written}:  # each writer's events in its own order
         assert [r.detail for r in written if r.actor == actor] == [f'{{"i": {i}}}' for i in range(per_thread)]
+
+
+def test_an_event_with_quotes_backslashes_and_any_script_is_stored_as_given_and_verifies(workspace, backend):
+    """On PostgreSQL the events travel as one quoted literal: nothing in them may change it."""
+    url = backend or workspace.settings().database
+    db = Database(url)
+    db.migrate()
+    error = "it's a \\ back\\slash, a 'quote', 100% %s, Aksara Jawa ꦲꦏ꧀ꦱꦫ, emoji 🇮🇩, tab\tend"
+    try:
+        with db.write() as conn:
+            audit.append(conn, "note", actor="operator", error=error, detail={"why": error})
+        with db.read() as conn:
+            (stored,) = [e for e in audit.events(conn) if e["event"] == "note"]
+            assert audit.verify(conn)[1] is None
+    finally:
+        db.dispose()
+    assert stored["error"] == error
+    assert json.loads(stored["detail"]) == {"why": error}
 
 
 def _pending(engine_factory, workspace):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from publisher.dispatch import _NETRC_AUTH, CountingSession
+from publisher.dispatch import _NETRC_AUTH, _PREPARED_URLS, CountingSession
 
 CASES = [
     requests.Request("POST", "https://api.example.org/v1/posts?x=1", json={"text": "Selamat pagi", "n": 1},
@@ -33,6 +33,25 @@ def test_prepared_as_requests_prepares_it(request_: requests.Request, monkeypatc
     theirs = requests.Session()
     theirs.headers.update(ours.headers)
     assert _view(ours.prepare_request(request_)) == _view(theirs.prepare_request(request_))
+    assert _view(ours.prepare_request(request_)) == _view(theirs.prepare_request(request_))  # URL kept
+
+
+def test_a_bad_url_fails_every_time_not_only_the_first() -> None:
+    _PREPARED_URLS.clear()
+    session = CountingSession()
+    for _ in range(2):
+        with pytest.raises(requests.exceptions.MissingSchema):
+            session.prepare_request(requests.Request("POST", "api.example.org/v1/posts", json={}))
+    assert _PREPARED_URLS == {}
+
+
+def test_a_url_with_an_idn_a_space_and_non_ascii_is_prepared_as_requests_does_it_from_the_cache_too() -> None:
+    _PREPARED_URLS.clear()
+    request_ = requests.Request("POST", "https://kabar.bücher.example/api/kabar dinas?x=ä", json={"a": 1})
+    theirs = requests.Session().prepare_request(request_).url
+    session = CountingSession()
+    assert [session.prepare_request(request_).url for _ in range(2)] == [theirs, theirs]
+    assert list(_PREPARED_URLS.values()) == [theirs]
 
 
 def test_netrc_credentials_are_still_used(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
