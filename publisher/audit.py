@@ -175,9 +175,8 @@ def _append_and_commit(conn: Connection, rows: list[dict[str, Any]]) -> None:
                          for row in rows], ensure_ascii=False)
     driver = conn.connection.driver_connection
     # The events as a literal quoted by libpq (PQescapeLiteral), so the call and the COMMIT travel
-    # as one simple query: one exchange, and none of a pipeline's bookkeeping in Python (a
-    # quarter of a daemon's time under load). If the call fails the server skips the COMMIT and
-    # the block rolls back.
+    # as one simple query: one exchange, without a pipeline's bookkeeping in Python. If the call
+    # fails the server skips the COMMIT and the block rolls back.
     literal = Escaping(driver.pgconn).escape_literal(events.encode())
     try:
         driver.execute(_APPEND_CALL.encode() % literal, prepare=False)

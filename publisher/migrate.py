@@ -44,3 +44,15 @@ def current(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def for_this_backend(dialect_name: str):  # type: ignore[no-untyped-def]
+    """Alembic `include_object`: leave out what the models declare for another backend only
+    (`Index(...).ddl_if(dialect=...)`, as ix_delivery_due), which Alembic would otherwise see
+    as missing there."""
+
+    def include(obj, _name, _type, _reflected, _compare_to) -> bool:  # type: ignore[no-untyped-def]
+        ddl_if = getattr(obj, "_ddl_if", None)
+        return ddl_if is None or ddl_if.dialect is None or ddl_if.dialect == dialect_name
+
+    return include

@@ -150,8 +150,8 @@ def _claim_statement(skip_locked: bool) -> Update:
         e.c.ready_at <= now,
         or_(e.c.ready_at < d.c.ready_at, and_(e.c.ready_at == d.c.ready_at, e.c.id < d.c.id)),
     ).exists()
-    # The ready states as literals, as ix_delivery_due's WHERE says them: only then may the
-    # planner walk that index in claim order and stop at the limit.
+    # The ready states as literals, as ix_delivery_due's WHERE (migration 0005) says them: a
+    # bound parameter cannot show PostgreSQL's planner that the partial index applies.
     ready_literals = [literal_column(f"'{s.value}'") for s in READY]
     candidates = (
         select(d.c.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import publisher.models  # noqa: F401  (registers the tables on the metadata)
+from publisher.migrate import for_this_backend
 from sqlmodel import SQLModel
 
 config = context.config
@@ -17,6 +18,7 @@ def run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=for_this_backend(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

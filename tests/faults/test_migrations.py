@@ -24,7 +24,7 @@ from adapters.base import Receipt
 from publisher import audit
 from publisher.db import Database
 from publisher.dispatch import Dispatcher
-from publisher.migrate import alembic_config, current, upgrade
+from publisher.migrate import alembic_config, current, for_this_backend, upgrade
 from publisher.posts import PostSpec
 from tests.integration.conftest import ScriptedAdapter, backend  # noqa: F401 (fixture)
 
@@ -43,7 +43,9 @@ def revisions(db: Database) -> list[str]:
 
 def model_diffs(db: Database) -> list[Any]:
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "compare_server_default": True,
+            "include_object": for_this_backend(conn.dialect.name)})
         return compare_metadata(context, SQLModel.metadata)
 
 

@@ -79,6 +79,10 @@ def test_a_claim_among_thousands_due_reads_only_the_front_of_the_due_index(works
             "SELECT last_analyze FROM pg_stat_user_tables WHERE relid = 'delivery'::regclass")).scalar()
     assert analysed is not None
 
+    with e.db.read() as conn:
+        definition = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_delivery_due'")).scalar()
+    assert "(ready_at, id) WHERE" in definition and "'pending'" in definition and "'retrying'" in definition
+
     claimed, nodes = _claim_plan(e.db)
     assert claimed == LIMIT
     assert any(node.get("Index Name") == "ix_delivery_due" for node in nodes), [n["Node Type"] for n in nodes]
