@@ -130,10 +130,11 @@ def ensure_account(conn: Connection, name: str, platform: str) -> None:
 def _claim_statement(skip_locked: bool) -> Update:
     """`claim_batch`'s UPDATE, built once per backend (building it cost more than running it).
 
-    Its cost follows the deliveries due now, not the table's size: the due ones come from
-    ix_delivery_ready (state, ready_at); on SQLite `busy` and `earlier` are seeks in
-    ix_delivery_account_ready (account, state, ready_at, id), each reading only that account's
-    deliveries in flight or due (PostgreSQL, with statistics, may hash the due ones instead).
+    Its cost does not follow the table's size. PostgreSQL walks ix_delivery_due (the ready ones,
+    in claim order) and stops when the batch is full: its cost follows the batch. SQLite reads
+    the due ones from ix_delivery_ready (state, ready_at) and sorts them: its cost follows what
+    is due. `busy` and `earlier` are seeks in ix_delivery_account_ready (account, state,
+    ready_at, id), each reading only that account's deliveries in flight or due.
     """
     now = bindparam("claim_now", type_=D.c.ready_at.type)
     ready = [s.value for s in READY]
