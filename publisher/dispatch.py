@@ -50,6 +50,7 @@ from publisher.redact import redact
 from publisher.settings import AccountSettings, Blackout, Settings
 from publisher.states import READY, HoldReason, State
 from publisher.sync import drift as post_drift
+from publisher.sync import drift_from as post_drift_from
 
 log = logs.get("siar.dispatch")
 
@@ -88,6 +89,10 @@ class _PreparedRequest(requests.PreparedRequest):
         super().prepare_url(url, params)  # raises for a bad URL, which is then not kept
         if len(_PREPARED_URLS) < _PREPARED_URLS_MAX:
             _PREPARED_URLS[url] = self.url
+
+
+class _Undo(Exception):
+    """Raised inside a write block to roll it back (only that block, under SQLite's GroupCommit)."""
 
 
 class CountingSession(requests.Session):
@@ -368,13 +373,20 @@ class Dispatcher:
         now = utcnow()
         verdict = self._verdict(row, lease, bound, now)
         if isinstance(verdict, _Go):
-            # The common case in one transaction: the post is as it was when this delivery was
-            # made, so `sending` is committed at once (the check and the mark are atomic).
-            with self.db.write() as conn:
-                drift = post_drift(conn, row, self.settings)
-                ok = drift is None and self._mark_sending(conn, lease, row, now, verdict.attempt)
+            # The common case in one statement: `sending` is marked and the post read back with
+            # it; as it was when this delivery was made, that is committed at once (the check and
+            # the mark are atomic). A post that changed meanwhile undoes the mark.
+            try:
+                with self.db.write() as conn:
+                    post = store.mark_sending(conn, lease, row, now=now, attempt=verdict.attempt,
+                                              lease_expires=now + self.settings.lease)
+                    drift = post_drift_from(post, row, self.settings) if post is not None else None
+                    if drift is not None:
+                        raise _Undo
+            except _Undo:
+                pass
             if drift is None:
-                return self._sending(row, lease, bound, verdict, ok)
+                return self._sending(row, lease, bound, verdict, post is not None)
         else:
             with self.db.read() as conn:
                 drift = post_drift(conn, row, self.settings)

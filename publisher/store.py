@@ -62,6 +62,34 @@ _FENCED = Fast(update(D).where(
 ))
 
 
+# `sending`, fenced, returning what the drift check reads of the post (sync.drift_from): one
+# statement where there were two, before every request. A subquery per column, not a join, so a
+# delivery whose post row is gone is still marked (and returns NULLs, as the check's own read did).
+# The outer column is spelled out: SQLite's RETURNING would render it unqualified.
+_OF = P.alias("of_delivery")
+_POST_OF_DELIVERY = [select(column).where(_OF.c.id == literal_column("delivery.post_id")).scalar_subquery()
+                     for column in (_OF.c.spec, _OF.c.removed, _OF.c.content_hash, _OF.c.approved_hash)]
+_MARK_SENDING = Fast(update(D).where(
+    D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"), D.c.claim_token == bindparam("w_token")
+).returning(*_POST_OF_DELIVERY))
+
+
+def mark_sending(
+    conn: Connection, lease: Lease, row: Mapping[str, Any], *, now: datetime, attempt: int, lease_expires: datetime,
+) -> tuple[Any, ...] | None:
+    """`fenced(..., state=SENDING)` with its `attempt` event, returning the post's
+    (spec, removed, content_hash, approved_hash) as it is now; None if the lease was lost."""
+    found = _MARK_SENDING.run(conn, {
+        "state": State.SENDING.value, "attempts": attempt, "lease_expires": lease_expires, "updated_at": now,
+        **lease.params(),
+    }).fetchall()
+    if len(found) != 1:
+        return None
+    audit.append(conn, "attempt", post_id=row["post_id"], delivery_id=lease.delivery_id, account=row["account"],
+                 platform=row["platform"], attempt=attempt, at=now)
+    return tuple(found[0])
+
+
 def delivery_row(
     *, post_id: str, account: str, platform: str, occurrence: str, due_at: datetime, deadline: datetime,
     content: Mapping[str, Any], now: datetime, state: State = State.PENDING, hold_reason: HoldReason | None = None,

@@ -734,8 +734,12 @@ def drift(conn: Connection, row: Any, settings: Settings) -> Drift | None:
     unknown when its post changed or its file was removed is left alone by sync; once it is back
     in line (lease expired, a retry, `siar resolve --not-published`) it must go out as the files
     say now, or not at all."""
-    found = _DRIFT_POST.run(conn, {"w_id": row["post_id"]}).fetchone()
-    if found is None:
+    return drift_from(_DRIFT_POST.run(conn, {"w_id": row["post_id"]}).fetchone(), row, settings)
+
+
+def drift_from(found: Sequence[Any] | None, row: Any, settings: Settings) -> Drift | None:
+    """`drift`, given what it reads of the post: (spec, removed, content_hash, approved_hash)."""
+    if found is None or found[0] is None:
         return None
     post = _DriftPost(*found)
     if post.removed:

@@ -324,3 +324,27 @@ def test_accounts_on_one_platform_share_kept_alive_connections(workspace, engine
     assert [r.state for r in e.deliveries()] == ["published"] * 3
     assert len({r.client_port for r in posts}) == 1  # one connection, kept alive across accounts
     assert len({r.header("X-Siar-Signature") for r in posts}) == 3  # each signed with its own secret
+
+
+def test_a_post_changed_while_its_delivery_was_out_undoes_the_sending_mark_and_goes_out_as_it_is_now(
+        workspace, engine):
+    """`sending` is marked and the post read back in one statement; a changed post rolls the
+    mark back (no `attempt` in the audit for it) before the delivery takes the new content."""
+    due_post(workspace, text="Halo")
+    e = engine()
+    e.adapters["latihan"] = ScriptedAdapter([OK])
+    e.syncer.run()
+    with e.db.write() as conn:
+        store.claim_batch(conn, owner="dead", now=utcnow(), lease=timedelta(seconds=1), limit=1)
+    due_post(workspace, text="Halo, jadwal diperbarui")
+    e.syncer.run()  # the delivery is out: sync leaves it as it is
+    row = e.one(post_id="p")
+    assert (row["state"], json.loads(row["message"])["text"]) == ("claimed", "Halo")
+    e.dispatcher(owner="alive").reap(now=utcnow() + timedelta(seconds=5))
+
+    e.run_until_idle(e.dispatcher(owner="alive"))
+
+    row = e.one(post_id="p")
+    assert row["state"] == "published"
+    assert [message.text for message, _key, _attempt in e.adapters["latihan"].calls] == ["Halo, jadwal diperbarui"]
+    assert e.event_names(row["id"]) == ["created", "claimed", "released", "claimed", "updated", "attempt", "published"]
