@@ -51,15 +51,15 @@ class Lease:
     token: int
 
     def params(self) -> dict[str, Any]:
-        """The parameters of `_FENCED`'s WHERE clause."""
+        """The parameters of the fence (`_FENCE`): the WHERE clause of every write after a claim."""
         return {"w_id": self.delivery_id, "w_owner": self.owner, "w_token": self.token}
 
 
 # A fenced UPDATE, built once and run on the driver (see fastsql): its SET clause comes from the
 # parameters' column names, compiled once per set of names.
-_FENCED = Fast(update(D).where(
-    D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"), D.c.claim_token == bindparam("w_token")
-))
+_FENCE = (D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"),
+          D.c.claim_token == bindparam("w_token"))
+_FENCED = Fast(update(D).where(*_FENCE))
 
 
 # `sending`, fenced, returning what the drift check reads of the post (sync.drift_from): one
@@ -69,9 +69,7 @@ _FENCED = Fast(update(D).where(
 _OF = P.alias("of_delivery")
 _POST_OF_DELIVERY = [select(column).where(_OF.c.id == literal_column("delivery.post_id")).scalar_subquery()
                      for column in (_OF.c.spec, _OF.c.removed, _OF.c.content_hash, _OF.c.approved_hash)]
-_MARK_SENDING = Fast(update(D).where(
-    D.c.id == bindparam("w_id"), D.c.lease_owner == bindparam("w_owner"), D.c.claim_token == bindparam("w_token")
-).returning(*_POST_OF_DELIVERY))
+_MARK_SENDING = Fast(update(D).where(*_FENCE).returning(*_POST_OF_DELIVERY))
 
 
 def mark_sending(
