@@ -93,25 +93,15 @@ def dry_run_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, database=f"sqlite:///{folder / 'siar.db'}")
 
 
-# PostgreSQL connections per daemon (see `Daemon.__init__`).
-POSTGRES_POOL_SIZE = 4
-
-
 class Daemon:
     def __init__(self, settings: Settings, *, dry_run: bool = False, notifier: Notifier | None = None,
                  metrics_address: str | None = None) -> None:
         self.dry_run = dry_run
         self.notifier = notifier or Notifier()
         self.settings = dry_run_settings(settings) if dry_run else settings
-        # Workers wait briefly for a connection rather than each holding one. On PostgreSQL a
-        # delivery's transactions are short; more of them at once than a few only queue on the
-        # server's cores and on the audit chain's head. On the burst bench (2 cores) four daemons
-        # drained 10,000 in 21 s with 4 connections each, 26 s with 12, one daemon as fast with
-        # either; and four daemons take 16 of max_connections, not 48. SQLite's writes queue in
-        # this process (GroupCommit); its pool serves the readers.
-        postgres = self.settings.database.startswith("postgresql")
-        pool_size = POSTGRES_POOL_SIZE if postgres else min(self.settings.concurrency + 4, 10)
-        self.db = Database(self.settings.database, pool_size=pool_size)
+        # Workers wait briefly for a connection rather than each holding one (on PostgreSQL at
+        # most POSTGRES_POOL_SIZE: see db.py).
+        self.db = Database(self.settings.database, pool_size=min(self.settings.concurrency + 4, 10))
         self.syncer = Syncer(self.db, self.settings)
         self.dispatcher = Dispatcher(
             self.db, self.settings, on_settled=self.syncer.on_settled,

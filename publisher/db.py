@@ -31,6 +31,17 @@ BUSY_TIMEOUT_MS = 15_000
 SCHEMA_HEAD = "0005"
 
 
+# PostgreSQL connections per process, in a fixed pool. A delivery's transactions are short; more
+# of them at once than a few only queue on the server's cores and on the audit chain's head: on
+# the burst bench (2 cores) four daemons drained 10,000 in 21 s with 4 connections each, 26 s
+# with 12, one daemon as fast with either; and four daemons take 16 of max_connections (100 by
+# default), not 48. No overflow: an overflow connection is closed when it comes back to a full
+# pool, so under load the server forked a backend every few deliveries (479 in one burst of
+# 10,000), each warming its caches afresh. SQLite's writes queue in the process (GroupCommit);
+# its pool serves the readers and is not capped here.
+POSTGRES_POOL_SIZE = 4
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = url
@@ -45,11 +56,7 @@ class Database:
             self._group: GroupCommit | None = GroupCommit(self.engine)
         else:
             self.path = None
-            # PostgreSQL counts connections across every daemon (max_connections is 100 by
-            # default): a fixed pool, no overflow. An overflow connection is closed when it comes
-            # back to a full pool, so under load the server forked a backend every few
-            # deliveries (479 in one burst of 10,000), each warming its caches afresh.
-            self.engine = _postgres_engine(url, pool_size)
+            self.engine = _postgres_engine(url, min(pool_size, POSTGRES_POOL_SIZE))
             self._group = None
 
     @contextmanager

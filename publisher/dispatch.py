@@ -380,7 +380,7 @@ class Dispatcher:
                 with self.db.write() as conn:
                     post = store.mark_sending(conn, lease, row, now=now, attempt=verdict.attempt,
                                               lease_expires=now + self.settings.lease)
-                    drift = post_drift_from(post, row, self.settings) if post is not None else None
+                    drift = post_drift_from(post, row, self.settings)
                     if drift is not None:
                         raise _Undo
             except _Undo:
@@ -403,7 +403,8 @@ class Dispatcher:
         with self.db.write() as conn:
             if drift is not None:
                 store.fenced(conn, lease, drift.event, now=now, row=row, detail=drift.detail, **drift.values)
-            ok = self._mark_sending(conn, lease, row, now, verdict.attempt)
+            ok = store.mark_sending(conn, lease, row, now=now, attempt=verdict.attempt,
+                                    lease_expires=now + self.settings.lease) is not None
         return self._sending(row, lease, bound, verdict, ok)
 
     def _verdict(self, row: Mapping[str, Any], lease: store.Lease, bound: Any,
@@ -430,11 +431,6 @@ class Dispatcher:
             return lambda: self._record(row, lease, bound, State.FAILED, "failed",
                                         error=f"media file missing at send time: {', '.join(missing)}")
         return _Go(adapter, message, int(row["attempts"]) + 1)
-
-    def _mark_sending(self, conn: Connection, lease: store.Lease, row: Mapping[str, Any], now: datetime,
-                      attempt: int) -> bool:
-        return store.fenced(conn, lease, "attempt", now=now, state=State.SENDING, attempt=attempt, row=row,
-                            attempts=attempt, lease_expires=now + self.settings.lease)
 
     def _sending(self, row: Mapping[str, Any], lease: store.Lease, bound: Any, go: _Go, ok: bool) -> Outcome:
         """`sending` is committed (ok) or the lease was lost: make the request, record its end."""

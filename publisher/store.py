@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from datetime import datetime, timedelta
@@ -207,6 +208,20 @@ def _claim_statement(skip_locked: bool) -> Update:
     )
 
 
+@contextmanager
+def _planned_afresh(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: statements in the block are planned with their values every time. psycopg
+    prepares a statement after five runs and PostgreSQL may then keep a generic plan, made without
+    the values: for the claim its guesses (a third of the deliveries due, one left after the
+    account checks) make sorting every due delivery look cheaper than walking ix_delivery_due."""
+    driver = conn.connection.driver_connection
+    threshold, driver.prepare_threshold = driver.prepare_threshold, None
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold
+
+
 def claim_batch(
     conn: Connection, *, owner: str, now: datetime, lease: timedelta, limit: int,
     exclude_accounts: Sequence[str] = (),
@@ -217,21 +232,11 @@ def claim_batch(
     while its pacing (`not_before`) says wait: per account, one at a time, in order.
     """
     postgres = conn.dialect.name == "postgresql"
-    params = {"claim_now": now, "claim_owner": owner, "claim_expires": now + lease, "claim_limit": limit,
-              "claim_exclude": list(exclude_accounts)}
-    if postgres:
-        # Planned afresh with this call's values every time. psycopg prepares a statement after
-        # five runs and PostgreSQL may then keep a generic plan, made without the values: its
-        # guesses (a third of the deliveries due, one left after the account checks) make
-        # sorting every due delivery look cheaper than walking ix_delivery_due to the limit.
-        driver = conn.connection.driver_connection
-        threshold, driver.prepare_threshold = driver.prepare_threshold, None
-        try:
-            rows = conn.execute(_claim_statement(True), params).mappings().all()
-        finally:
-            driver.prepare_threshold = threshold
-    else:
-        rows = conn.execute(_claim_statement(False), params).mappings().all()
+    with _planned_afresh(conn) if postgres else nullcontext():
+        rows = conn.execute(_claim_statement(postgres), {
+            "claim_now": now, "claim_owner": owner, "claim_expires": now + lease, "claim_limit": limit,
+            "claim_exclude": list(exclude_accounts),
+        }).mappings().all()
     rows = sorted(rows, key=lambda r: (r["ready_at"], r["id"]))
     audit.append_many(conn, [
         audit.event("claimed", post_id=row["post_id"], delivery_id=row["id"], account=row["account"],
