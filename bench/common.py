@@ -117,6 +117,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, every core, from /proc/stat:
+    busy = user + nice + system + irq + softirq + steal; all adds idle and iowait. The
+    difference of two readings says how busy the machine was in between, whoever was busy."""
+    with open("/proc/stat") as handle:
+        values = [int(x) for x in handle.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = values
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLK_TCK, (busy + idle + iowait) / CLK_TCK
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak) from /proc/<pid>/status, in MB (10^6 bytes)."""
     out: dict[str, float] = {}
@@ -445,6 +456,20 @@ class Monitor:
 
 
 # --- the record ---------------------------------------------------------------------------------
+
+
+def run_reference(url: str, db: Path, *, n: int, claims: int, accounts: int, env: dict[str, str],
+                  session: str = "requests", fsync: bool = True) -> dict[str, Any]:
+    """One run of `bench.reference` (in its own process) against the platform at `url`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.reference", "--url", url, "--db", str(db), "--n", str(n),
+         "--claims", str(claims), "--accounts", str(accounts), "--session", session,
+         *([] if fsync else ["--no-fsync"])],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.reference failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 def git_commit() -> str | None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import DaemonProcess, Monitor, Platform, db_summary, r, wait_for, write_burst_posts
+from bench.common import DaemonProcess, Monitor, Platform, db_summary, machine_cpu, r, wait_for, write_burst_posts
 
 
 def log(message: str) -> None:
@@ -82,6 +82,7 @@ def drain(
             log("no sync.done event within the bound; draining anyway")
         cpu_before = [p.cpu_seconds() for p in procs]
         server_cpu_before = platform.cpu_seconds()
+        machine_before = machine_cpu()
         progress = {"count": 0, "at": time.time()}
 
         def all_sent() -> bool:
@@ -102,6 +103,9 @@ def drain(
         end = time.time()
         cpu = [p.cpu_seconds() - c for p, c in zip(procs, cpu_before)]
         server_cpu = platform.cpu_seconds() - server_cpu_before
+        machine_after = machine_cpu()
+        machine_busy = machine_after[0] - machine_before[0]
+        machine_all = machine_after[1] - machine_before[1]
         stats = platform.stats()
         codes = [p.stop() for p in procs]
         problems: dict[str, int] = {}
@@ -138,6 +142,11 @@ def drain(
         "daemon_cpu_ms_per_delivery": r(sum(cpu) * 1000 / max(1, published), 3),
         "platform_cpu_s": r(server_cpu, 2),
         "platform_connections": stats["connections"],
+        # The whole machine over the same window: busy share of all cores, and the CPU that was
+        # neither the daemons' nor the platform's (PostgreSQL, this harness, anything else).
+        "machine_busy_pct": r(100 * machine_busy / machine_all, 1) if machine_all > 0 else None,
+        "machine_cpu_s": r(machine_busy, 2),
+        "other_cpu_s": r(machine_busy - sum(cpu) - server_cpu, 2),
         "waited_s": r(end - t_due, 1),
         "states": summary["states"],
         "audit_events": summary["audit_events"],

@@ -2,18 +2,23 @@
 exactly the database commits the daemon does (with the same audit rows) and one loopback POST
 with `requests`.
 
-    python -m bench.reference --url URL --db PATH --n N [--claims C]
+    python -m bench.reference --url URL --db PATH --n N [--claims C] [--session daemon] [--no-fsync]
 
 Per delivery, as publisher/dispatch.py does it:
   claim      one commit per claim batch (UPDATE the batch to `claimed` + one audit row each);
              --claims C spreads C claim commits over the N deliveries, as the daemon's run did
   sending    one commit: fenced UPDATE to `sending` + audit row (`attempt`)
-  POST       one request with requests.Session (keep-alive), JSON body like the webhook's
+  POST       one request with requests.Session (keep-alive), JSON body like the webhook's; with
+             --session daemon, the daemon's own session (publisher.dispatch.CountingSession, a
+             requests.Session that skips requests' per-request environment and cookie merging)
   record     one commit: fenced UPDATE to `published` + audit row (`published`) + the account's
              pacing (UPDATE account SET last_published_at, dispatch._pace), in one transaction
 Every audit row is appended as audit.append does: read the head, insert the event with its
-sha256 chain hash, update the head. SQLite: WAL, synchronous=FULL, BEGIN IMMEDIATE, as db.py.
-Prints one JSON object.
+sha256 chain hash, update the head. SQLite: WAL, synchronous=FULL, BEGIN IMMEDIATE, as db.py;
+with --no-fsync, synchronous=OFF: the commits cost no fsync at all (the daemon's group commit
+shares one fsync among many deliveries, which a sequential loop cannot; without any, the loop's
+CPU is a floor for the daemon's).
+Prints one JSON object: the rate, and the loop's own CPU per delivery.
 """
 
 from __future__ import annotations
@@ -63,12 +68,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--claims", type=int, default=0, help="claim commits in all (default: one per delivery)")
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--session", choices=("requests", "daemon"), default="requests")
+    parser.add_argument("--no-fsync", action="store_true", help="synchronous=OFF: commits without fsync")
     args = parser.parse_args()
     n = args.n
     claims = args.claims or n
     db = sqlite3.connect(args.db, isolation_level=None, check_same_thread=False, timeout=15)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA synchronous=OFF" if args.no_fsync else "PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=15000")
     db.executescript(SCHEMA)
     accounts = [f"a{i:03d}" for i in range(args.accounts)]
@@ -77,11 +84,17 @@ def main() -> None:
                    [(i + 1, accounts[i % len(accounts)]) for i in range(n)])
     db.executemany("INSERT INTO account (name) VALUES (?)", [(a,) for a in accounts])
     db.execute("COMMIT")
-    session = requests.Session()
+    if args.session == "daemon":
+        from publisher.dispatch import CountingSession
+
+        session: requests.Session = CountingSession()
+    else:
+        session = requests.Session()
     session.headers["User-Agent"] = "siar/0.1 (+https://github.com/siar-publisher)"
     cur = db.cursor()
     commits = 0
     started = time.perf_counter()
+    cpu_started = time.process_time()
     claimed_upto = 0
     batch = 0
     for i in range(n):
@@ -118,8 +131,9 @@ def main() -> None:
         cur.execute("COMMIT")
         commits += 2
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started  # this process only: the wait for the platform is not in it
     print(json.dumps({"deliveries": n, "seconds": elapsed, "rate_per_s": n / elapsed,
-                      "commits": commits, "commits_per_delivery": commits / n}))
+                      "cpu_ms_per_delivery": cpu * 1000 / n, "commits": commits, "commits_per_delivery": commits / n}))
 
 
 if __name__ == "__main__":

@@ -6,30 +6,17 @@ then sending, and record with its pacing (see bench/reference.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 from bench.common import (
-    ROOT, Options, Platform, account_names, cleanup, params, r, record, siar_env, sqlite_url, work_dir, write_config,
+    Options, Platform, account_names, cleanup, params, r, record, run_reference, siar_env, sqlite_url, work_dir,
+    write_config,
 )
 from bench.drain import drain
 
 FULL = {"deliveries": 5_000, "accounts": 100, "concurrency": 16, "sync_every": "10s"}
 QUICK = {"deliveries": 300, "accounts": 50, "sync_every": "2s"}
 TARGET = {"text": "deliveries/s >= 0.7 x the reference loop's rate", "ratio_min": 0.7}
-
-
-def _reference(url: str, folder: Any, n: int, claims: int, accounts: int, env: dict[str, str], k: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.reference", "--url", url, "--db", str(folder / f"reference-{k}.db"),
-         "--n", str(n), "--claims", str(claims), "--accounts", str(accounts)],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.reference failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout)
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -49,7 +36,8 @@ def run(opts: Options) -> dict[str, Any]:
             claims = out["claim_transactions"] or n
             # On a shared machine one run can be unlucky: run the reference twice, keep the better
             # (the limit is what this machine can do).
-            references = [_reference(platform.url, folder, n, claims, p["accounts"], env, k) for k in range(2)]
+            references = [run_reference(platform.url, folder / f"reference-{k}.db", n=n, claims=claims,
+                                        accounts=p["accounts"], env=env) for k in range(2)]
             reference = max(references, key=lambda x: x["rate_per_s"])
     finally:
         if opts.profile:
@@ -76,6 +64,7 @@ def run(opts: Options) -> dict[str, Any]:
         limit={"reference_deliveries_per_s": r(reference["rate_per_s"], 1),
                "reference_commits_per_delivery": r(reference["commits_per_delivery"], 3),
                "reference_runs_per_s": [r(x["rate_per_s"], 1) for x in references],
+               "reference_cpu_ms_per_delivery": r(reference["cpu_ms_per_delivery"], 3),
                "what": "one process, sequential: the same commits + audit rows per delivery, one requests POST"},
         ratio=r(ratio),
     )

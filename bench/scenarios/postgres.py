@@ -5,10 +5,17 @@ Each run gets a fresh schema on 127.0.0.1:5432/test (the URL option
 are started and, once all are ready, the posts are dropped in: one daemon's sync (the others
 skip the pass: PostgreSQL advisory lock) makes every delivery due at one instant (bench/drain.py). Ideal for k daemons =
 N × latency / (concurrency × k). Skipped, with the reason, when the server is not reachable.
+
+The daemons, the server and the stand-in platform share this machine's cores. Each run reports
+how busy the whole machine was and how much CPU it spent (`machine_cpu_s`, PostgreSQL's share in
+`other_cpu_s`); `cpu_floor_s` = that CPU ÷ cores is the least drain time that much work allows,
+and `speedup_cpu_bound` = one daemon's drain ÷ a run's floor is the most that run could have
+reached on these cores, spending what it spent per delivery.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +81,8 @@ def run(opts: Options) -> dict[str, Any]:
                 out["peak_pg_connections"] = max(samples, default=None)
                 out["ideal_s"] = r(ideal)
                 out["ratio_to_ideal"] = r(out["drain_s"] / ideal) if out["drain_s"] else None
+                out["cpu_ms_per_delivery_all"] = r(out["machine_cpu_s"] * 1000 / n, 3)
+                out["cpu_floor_s"] = r(out["machine_cpu_s"] / (os.cpu_count() or 1))
                 if out["projected_drain_s"]:
                     out["ratio_projected"] = r(out["projected_drain_s"] / ideal)
                 runs[str(k)] = out
@@ -91,6 +100,7 @@ def run(opts: Options) -> dict[str, Any]:
     base = runs.get(str(counts[0]), {}).get("drain_s")
     speedups = {k: r(base / v["drain_s"], 2) if base and v.get("drain_s") else None for k, v in runs.items()}
     top = speedups.get(str(max(counts)))
+    bounds = {k: r(base / v["cpu_floor_s"], 2) if base and v.get("cpu_floor_s") else None for k, v in runs.items()}
     est = {k: v.get("drain_s") or v.get("projected_drain_s") for k, v in runs.items()}
     base_est = est.get(str(counts[0]))
     projected = {k: r(base_est / v, 2) if base_est and v else None for k, v in est.items()}
@@ -100,5 +110,7 @@ def run(opts: Options) -> dict[str, Any]:
     return record("postgres", opts, p, figures,
                   {**TARGET, "met": top is not None and top >= TARGET["speedup_min"]},
                   limit={"ideal_s": {k: v["ideal_s"] for k, v in runs.items()},
-                         "formula": "N x latency / (concurrency x daemons)"},
+                         "formula": "N x latency / (concurrency x daemons)",
+                         "speedup_cpu_bound": bounds,
+                         "speedup_cpu_bound_formula": "one daemon's drain / (the run's machine CPU / cores)"},
                   ratio={k: v["ratio_to_ideal"] for k, v in runs.items()})
