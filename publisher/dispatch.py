@@ -91,6 +91,16 @@ class _PreparedRequest(requests.PreparedRequest):
             _PREPARED_URLS[url] = self.url
 
 
+def _merged(request_setting: Any, session_setting: Any) -> Any:
+    """requests' `merge_setting` for two plain dicts (the proxies of every request), without its
+    generic path: requests 2.34 checks each against a runtime typing Protocol, which cost more
+    than the merge. Anything else goes through requests' own function."""
+    if type(request_setting) is not dict or type(session_setting) is not dict:
+        return merge_setting(request_setting, session_setting)
+    merged = {**session_setting, **request_setting}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 class _Undo(Exception):
     """Raised inside a write block to roll it back (only that block, under SQLite's GroupCommit)."""
 
@@ -153,7 +163,7 @@ class CountingSession(requests.Session):
                     proxies.setdefault(name, value)
             if verify is True or verify is None:
                 verify = self._ca_bundle or verify
-        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+        return {"proxies": _merged(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
                 "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
 
 

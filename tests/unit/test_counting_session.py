@@ -1,4 +1,5 @@
-"""The dispatcher's session prepares requests exactly as requests' own Session would."""
+"""The dispatcher's session prepares requests, and merges the environment's settings into them,
+exactly as requests' own Session would."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from publisher.dispatch import _NETRC_AUTH, _PREPARED_URLS, CountingSession
+from publisher.dispatch import _ENVIRON_PROXIES, _NETRC_AUTH, _PREPARED_URLS, CountingSession
 
 CASES = [
     requests.Request("POST", "https://api.example.org/v1/posts?x=1", json={"text": "Selamat pagi", "n": 1},
@@ -65,3 +66,31 @@ def test_netrc_credentials_are_still_used(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert ours.headers["Authorization"] == requests.Session().prepare_request(request).headers["Authorization"]
     assert ours.headers["Authorization"].startswith("Basic ")
     _NETRC_AUTH.clear()
+
+
+@pytest.mark.parametrize("env, request_proxies, session_proxies", [
+    ({}, {}, {}),
+    ({"HTTPS_PROXY": "http://proxy.example:3128"}, {}, {}),
+    ({"HTTPS_PROXY": "http://proxy.example:3128", "NO_PROXY": "api.example.org"}, {}, {}),
+    ({"HTTPS_PROXY": "http://proxy.example:3128"}, {"https": "http://other.example:8080"},
+     {"https": "http://s:1", "http": "http://s:1"}),
+    ({}, {"https": None}, {"https": "http://session.example:3128", "http": "http://s:1"}),
+], ids=["none", "from-env", "no-proxy-host", "request-wins", "none-removes"])
+def test_environment_settings_are_merged_as_requests_merges_them(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], request_proxies: dict[str, str | None],
+        session_proxies: dict[str, str]) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
+                 "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _ENVIRON_PROXIES.clear()
+    ours, theirs = CountingSession(), requests.Session()
+    ours.proxies.update(session_proxies)
+    theirs.proxies.update(session_proxies)
+    url = "https://api.example.org/v1/posts"
+    for _ in range(2):  # the second from the per-host cache
+        got = ours.merge_environment_settings(url, dict(request_proxies), None, None, None)
+        want = theirs.merge_environment_settings(url, dict(request_proxies), None, None, None)
+        assert {**got, "proxies": dict(got["proxies"])} == {**want, "proxies": dict(want["proxies"])}
+    _ENVIRON_PROXIES.clear()
