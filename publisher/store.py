@@ -67,9 +67,12 @@ _FENCED = Fast(update(D).where(*_FENCE))
 # statement where there were two, before every request. A subquery per column, not a join, so a
 # delivery whose post row is gone is still marked (and returns NULLs, as the check's own read did).
 # The outer column is spelled out: SQLite's RETURNING would render it unqualified.
+# What the drift check reads of a post, in its order (sync's `_DriftPost`, which also reads them
+# on its own for deliveries that are not marked first).
+DRIFT_COLUMNS = ("spec", "removed", "content_hash", "approved_hash")
 _OF = P.alias("of_delivery")
-_POST_OF_DELIVERY = [select(column).where(_OF.c.id == literal_column("delivery.post_id")).scalar_subquery()
-                     for column in (_OF.c.spec, _OF.c.removed, _OF.c.content_hash, _OF.c.approved_hash)]
+_POST_OF_DELIVERY = [select(_OF.c[name]).where(_OF.c.id == literal_column("delivery.post_id")).scalar_subquery()
+                     for name in DRIFT_COLUMNS]
 _MARK_SENDING = Fast(update(D).where(*_FENCE).returning(*_POST_OF_DELIVERY))
 
 

@@ -714,9 +714,10 @@ class _DriftPost(NamedTuple):
     approved_hash: str | None
 
 
+assert _DriftPost._fields == store.DRIFT_COLUMNS  # store.mark_sending returns them in this order
+
 # Run for every delivery just before it goes out: on the driver (see fastsql).
-_DRIFT_POST = Fast(select(P.c.spec, P.c.removed, P.c.content_hash, P.c.approved_hash)
-                   .where(P.c.id == bindparam("w_id")))
+_DRIFT_POST = Fast(select(*(P.c[name] for name in store.DRIFT_COLUMNS)).where(P.c.id == bindparam("w_id")))
 
 
 @lru_cache(maxsize=256)

@@ -97,13 +97,16 @@ def run(opts: Options) -> dict[str, Any]:
                         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     finally:
         admin.dispose()
-    base = runs.get(str(counts[0]), {}).get("drain_s")
-    speedups = {k: r(base / v["drain_s"], 2) if base and v.get("drain_s") else None for k, v in runs.items()}
+    def over(base: float | None, times: dict[str, float | None]) -> dict[str, float | None]:
+        return {k: r(base / v, 2) if base and v else None for k, v in times.items()}
+
+    first = str(counts[0])
+    drains = {k: v.get("drain_s") for k, v in runs.items()}
+    speedups = over(drains.get(first), drains)
     top = speedups.get(str(max(counts)))
-    bounds = {k: r(base / v["cpu_floor_s"], 2) if base and v.get("cpu_floor_s") else None for k, v in runs.items()}
+    bounds = over(drains.get(first), {k: v.get("cpu_floor_s") for k, v in runs.items()})
     est = {k: v.get("drain_s") or v.get("projected_drain_s") for k, v in runs.items()}
-    base_est = est.get(str(counts[0]))
-    projected = {k: r(base_est / v, 2) if base_est and v else None for k, v in est.items()}
+    projected = over(est.get(first), est)
     figures = {"drain_s": {k: v["drain_s"] for k, v in runs.items()}, "speedup": speedups,
                **({"speedup_with_projected_drains": projected} if projected != speedups else {}),
                "deliveries": n, "max_connections": max_connections, "runs": runs}
